@@ -12,6 +12,4 @@ DUCKDB_POOL = "duckdb_write"
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(
-        resources={"duckdb": DuckDBResource(database=str(get_settings().warehouse))}
-    )
+    return dg.Definitions(resources={"duckdb": DuckDBResource(database=str(get_settings().warehouse))})

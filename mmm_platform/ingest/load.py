@@ -102,14 +102,18 @@ class LoadResult:
 
     @property
     def loaded_from(self) -> list[str]:
-        return [f.file.name for f in self.files if f.accepted and (self.window is None or self.window.overlaps(f.min_date, f.max_date))]
+        return [
+            f.file.name
+            for f in self.files
+            if f.accepted and (self.window is None or self.window.overlaps(f.min_date, f.max_date))
+        ]
 
 
-class _Unreadable(Exception):
+class UnreadableFile(Exception):
     pass
 
 
-def _reader(file: LandingFile, with_row: bool) -> str:
+def reader_sql(file: LandingFile, with_row: bool) -> str:
     path = literal(str(file.path))
     if file.format == "parquet":
         row = ", file_row_number + 1 AS _row" if with_row else ""
@@ -121,11 +125,11 @@ def _reader(file: LandingFile, with_row: bool) -> str:
     )
 
 
-def _source_columns(con: duckdb.DuckDBPyConnection, file: LandingFile) -> dict[str, str]:
+def source_columns(con: duckdb.DuckDBPyConnection, file: LandingFile) -> dict[str, str]:
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(file, with_row=False)}").fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM {reader_sql(file, with_row=False)}").fetchall()
     except duckdb.Error as exc:
-        raise _Unreadable(f"unreadable {file.format} file: {str(exc).splitlines()[0]}") from exc
+        raise UnreadableFile(f"unreadable {file.format} file: {str(exc).splitlines()[0]}") from exc
     return {r[0]: r[1] for r in rows}
 
 
@@ -198,18 +202,26 @@ class _Plan:
 
     def select_list(self, table: Table) -> str:
         cols = [f"{expr} AS {quote(name)}" for name, expr in self.typed.items()]
-        cols += [f"CAST(NULL AS {c.duckdb_type}) AS {quote(c.name)}" for c in table.columns if c.name not in self.typed]
+        cols += [
+            f"CAST(NULL AS {c.duckdb_type}) AS {quote(c.name)}"
+            for c in table.columns
+            if c.name not in self.typed
+        ]
         cols += [f"CAST({quote(x)} AS VARCHAR) AS {quote(x)}" for x in self.extras]
         return ", ".join(cols)
 
 
-def _plan(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, rules: list[Rule], today: dt.date) -> _Plan:
-    source = _source_columns(con, file)
+def _plan(
+    con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, rules: list[Rule], today: dt.date
+) -> _Plan:
+    source = source_columns(con, file)
     if len(source) == 1 and file.format == "csv":
         (only,) = source
         for sep, name in OTHER_DELIMITERS.items():
             if sep in only:
-                raise _Unreadable(f"wrong delimiter: the header uses {name}s ({only[:60]!r}); CSV files must be comma-separated")
+                raise UnreadableFile(
+                    f"wrong delimiter: the header uses {name}s ({only[:60]!r}); CSV files must be comma-separated"
+                )
     contract_cols = {c.name: c for c in table.columns}
     typed = {name: typed_expr(col, source[name]) for name, col in contract_cols.items() if name in source}
     missing = [c.name for c in table.columns if (c.required or c.name in table.key) and c.name not in source]
@@ -234,12 +246,16 @@ def _validate(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, p
     )
     key = ", ".join(quote(k) for k in table.key if k in plan.typed)
     dup = f", count(*) OVER (PARTITION BY {key}) > 1 AS _dup" if key else ", FALSE AS _dup"
-    aggs = ["count(*)", f"min({quote(part)})" if part in plan.typed else "NULL", f"max({quote(part)})" if part in plan.typed else "NULL"]
+    aggs = [
+        "count(*)",
+        f"min({quote(part)})" if part in plan.typed else "NULL",
+        f"max({quote(part)})" if part in plan.typed else "NULL",
+    ]
     for _, pred in plan.checks:
         aggs.append(f"count(*) FILTER (WHERE {pred})")
         aggs.append(f"(list(_row ORDER BY _row) FILTER (WHERE {pred}))[1:{SAMPLE_ROWS}]")
     sql = (
-        f"WITH src AS {_reader(file, with_row=True)}, "
+        f"WITH src AS {reader_sql(file, with_row=True)}, "
         f"typed AS (SELECT _row, {', '.join(f'{e} AS {quote(n)}' for n, e in plan.typed.items())}, {bad_flags} FROM src), "
         f"checked AS (SELECT *{dup} FROM typed) "
         f"SELECT {', '.join(aggs)} FROM checked"
@@ -247,7 +263,7 @@ def _validate(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, p
     try:
         row = con.execute(sql).fetchone()
     except duckdb.Error as exc:
-        raise _Unreadable(f"unreadable {file.format} file: {str(exc).splitlines()[0]}") from exc
+        raise UnreadableFile(f"unreadable {file.format} file: {str(exc).splitlines()[0]}") from exc
     n_rows, lo, hi = row[0], row[1], row[2]
     violations = []
     for i, (rule, _) in enumerate(plan.checks):
@@ -270,7 +286,9 @@ def _validate(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, p
     return FileReport(file, status, int(n_rows), lo, hi, violations, reason)
 
 
-def _quarantine(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, plan: _Plan | None, run_id: str) -> None:
+def _quarantine(
+    con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, plan: _Plan | None, run_id: str
+) -> None:
     """Put every row of a refused file in ingest.quarantine with the reasons that row breaks,
     or one row for the whole file when it cannot be read."""
     f = report.file
@@ -286,18 +304,20 @@ def _quarantine(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table
         )
         return
     bad_flags = "".join(
-        f", ({quote(n)} IS NOT NULL AND ({e}) IS NULL) AS {quote('__bad_' + n)}" for n, e in plan.typed.items()
+        f", ({quote(n)} IS NOT NULL AND ({e}) IS NULL) AS {quote('__bad_' + n)}"
+        for n, e in plan.typed.items()
     )
     key = ", ".join(quote(k) for k in table.key if k in plan.typed)
     dup = f"count(*) OVER (PARTITION BY {key}) > 1" if key else "FALSE"
     typed = ", ".join(f"{e} AS {quote(n)}" for n, e in plan.typed.items())
     reasons = ", ".join(
-        f"CASE WHEN {pred} THEN {literal(rule.name + ': ' + rule.description)} END" for rule, pred in plan.checks
+        f"CASE WHEN {pred} THEN {literal(rule.name + ': ' + rule.description)} END"
+        for rule, pred in plan.checks
     )
     row_reason = f"array_to_string(list_filter([{reasons}], x -> x IS NOT NULL), '; ')" if reasons else "''"
     con.execute(
         f"""INSERT INTO ingest.quarantine
-        WITH src AS {_reader(f, with_row=True)},
+        WITH src AS {reader_sql(f, with_row=True)},
         typed AS (SELECT _row, {typed}{bad_flags}, {dup} AS _dup FROM src)
         SELECT {header}, src._row, coalesce(nullif({row_reason}, ''), {summary}),
                to_json(src), now(), ?
@@ -311,8 +331,15 @@ def _record(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, ru
     con.execute(
         "INSERT OR REPLACE INTO ingest.landing_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
         [
-            table.name, f.name, f.size, f.mtime, report.status, report.n_rows, report.min_date,
-            report.max_date, report.reason,
+            table.name,
+            f.name,
+            f.size,
+            f.mtime,
+            report.status,
+            report.n_rows,
+            report.min_date,
+            report.max_date,
+            report.reason,
             json.dumps([v.__dict__ | {"sample_rows": list(v.sample_rows)} for v in report.violations]),
             run_id,
         ],
@@ -332,12 +359,16 @@ def check_file(
 ) -> tuple[FileReport, _Plan | None]:
     """The verdict on one landing file, read whole, against the contract."""
     if file.problem:
-        return FileReport(file, "refused", reason=file.problem, violations=[Violation("readable", file.problem, 0)]), None
+        return FileReport(
+            file, "refused", reason=file.problem, violations=[Violation("readable", file.problem, 0)]
+        ), None
     try:
         plan = _plan(con, file, table, rules, today)
         return _validate(con, file, table, plan), plan
-    except _Unreadable as exc:
-        return FileReport(file, "refused", reason=str(exc), violations=[Violation("readable", str(exc), 0)]), None
+    except UnreadableFile as exc:
+        return FileReport(
+            file, "refused", reason=str(exc), violations=[Violation("readable", str(exc), 0)]
+        ), None
 
 
 def ingest_table(
@@ -385,7 +416,9 @@ def ingest_table(
             f"{literal(r.file.name)} AS _source_file, TIMESTAMP {literal(r.file.mtime.isoformat())} AS _source_mtime, "
             f"now()::TIMESTAMP AS _loaded_at, {literal(run_id)} AS _run_id"
         )
-        selects.append(f"SELECT * FROM (SELECT {plan.select_list(table)}, {lineage} FROM {_reader(r.file, False)}) WHERE {where}")
+        selects.append(
+            f"SELECT * FROM (SELECT {plan.select_list(table)}, {lineage} FROM {reader_sql(r.file, False)}) WHERE {where}"
+        )
         _add_extra_columns(con, table, plan.extras)
     if refused_names:  # rows an earlier, good version of a now-refused file delivered stay in raw
         names = ", ".join(literal(n) for n in refused_names)
@@ -424,7 +457,12 @@ def ingest_table(
     except Exception:
         con.execute("ROLLBACK")
         raise
-    return LoadResult(table.name, window, int(written), reports, time.perf_counter() - t0)
+    result = LoadResult(table.name, window, int(written), reports, time.perf_counter() - t0)
+    log.info(
+        "raw/%s: %s rows from %d file(s), %d refused, %.2fs",
+        table.name, f"{result.rows_written:,}", len(result.loaded_from), len(result.refused), result.seconds,
+    )  # fmt: skip
+    return result
 
 
 def _may_overlap(table: Table, accepted: list[FileReport], carried: bool) -> bool:

@@ -8,7 +8,6 @@ Great Expectations suite on what raw holds. Writing a rule once keeps the two fr
 from __future__ import annotations
 
 import datetime as dt
-
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -29,7 +28,15 @@ class Rule:
     """One contract rule. `kind` selects how each executor evaluates it."""
 
     kind: Literal[
-        "not_null", "type", "range", "allowed", "unique_key", "known_geo", "not_future", "lead", "partition_start"
+        "not_null",
+        "type",
+        "range",
+        "allowed",
+        "unique_key",
+        "known_geo",
+        "not_future",
+        "lead",
+        "partition_start",
     ]
     column: str | None
     description: str
@@ -64,7 +71,9 @@ def contract_rules(table: Table, partition_start: dt.date | None = None) -> list
                     {"allowed": list(c.allowed)},
                 )
             )
-        if c.type in ("date", "timestamp") and not (table.name == "weather_forecast" and c.name == "target_date"):
+        if c.type in ("date", "timestamp") and not (
+            table.name == "weather_forecast" and c.name == "target_date"
+        ):
             rules.append(Rule("not_future", c.name, f"{c.name} must not be after today"))
     rules.append(
         Rule("unique_key", None, f"key ({', '.join(table.key)}) must be unique", {"key": list(table.key)})

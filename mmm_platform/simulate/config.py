@@ -1,0 +1,46 @@
+"""The knobs of the demo world and the seeded random streams every module draws from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmm_platform.contracts import MAX_FORECAST_LEAD_DAYS
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Size and seed of a simulated world; everything else is fixed so the same config gives the same world."""
+
+    seed: int = 7
+    #: >= 3 climate zones always, >= 3 geos per zone when n_geos >= 9
+    n_geos: int = 24
+    start: dt.date = dt.date(2024, 1, 1)
+    n_days: int = 730
+    #: spread over the 5 category_l1 values
+    n_skus: int = 20
+    #: forecasts are issued at leads 0..max_lead
+    max_lead: int = 7
+
+    def __post_init__(self) -> None:
+        if self.n_geos < 3:
+            raise ValueError("n_geos must be >= 3 (one geo per climate zone at least)")
+        if self.n_days < 60:
+            raise ValueError("n_days must be >= 60 (room for shocks and a 6-week experiment)")
+        if self.n_skus < 5:
+            raise ValueError("n_skus must be >= 5 (one sku per category at least)")
+        if not 1 <= self.max_lead <= MAX_FORECAST_LEAD_DAYS:
+            raise ValueError(f"max_lead must be in 1..{MAX_FORECAST_LEAD_DAYS} (lead 1 is the instrument)")
+
+    @property
+    def end(self) -> dt.date:
+        """The last simulated (observed) day."""
+        return self.start + dt.timedelta(days=self.n_days - 1)
+
+
+def rng_for(seed: int, stream: str) -> np.random.Generator:
+    """An independent generator per named stream, so a new draw in one module never shifts another's."""
+    return np.random.default_rng([seed, zlib.crc32(stream.encode())])
