@@ -98,7 +98,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
         tags=tags,
         asset_selection=selection,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
     )
     return report(result, time.perf_counter() - t0)
 
@@ -120,10 +120,16 @@ def report(result, seconds: float) -> int:  # result: dg.ExecuteInProcessResult
             log.error("FAILED check %s: %s\n%s", key, ev.description, lines)
         else:
             log.warning("warning %s: %s\n%s", key, ev.description, lines)
-    failed_steps = [e for e in result.all_events if e.is_step_failure]
+    # a blocking check that failed also fails its step; those are reported above already
+    failed_steps = [
+        e
+        for e in result.all_events
+        if e.is_step_failure and "DagsterAssetCheckFailedError" not in (e.step_failure_data.error.cls_name or "")
+    ]
     for e in failed_steps:
         err = e.step_failure_data.error
-        log.error("FAILED step %s: %s", e.step_key, err.message.strip() if err else "")
+        cause = err.cause or err
+        log.error("FAILED step %s: %s", e.step_key, cause.message.strip())
     materialized = len({e.asset_key for e in result.get_asset_materialization_events()})
     passed = sum(1 for ev in evaluations if ev.passed)
     log.info(

@@ -238,14 +238,26 @@ def _plan(
     return _Plan(typed=typed, extras=extras, missing_required=missing, checks=checks)
 
 
+def _checked_cte(file: LandingFile, table: Table, plan: _Plan, record: bool = False) -> str:
+    """WITH ... checked: each row of the file typed, with a type-failure flag per column, a
+    duplicate-key flag, and (`record`) the row as it was in the file, as JSON."""
+    bad_flags = "".join(
+        f", ({quote(n)} IS NOT NULL AND ({e}) IS NULL) AS {quote('__bad_' + n)}" for n, e in plan.typed.items()
+    )
+    typed = "".join(f", {e} AS {quote(n)}" for n, e in plan.typed.items())
+    key = ", ".join(quote(k) for k in table.key if k in plan.typed)
+    dup = f"count(*) OVER (PARTITION BY {key}) > 1" if key else "FALSE"
+    rec = ", to_json(src) AS _record" if record else ""
+    return (
+        f"WITH src AS {reader_sql(file, with_row=True)}, "
+        f"typed AS (SELECT _row{rec}{typed}{bad_flags} FROM src), "
+        f"checked AS (SELECT *, {dup} AS _dup FROM typed) "
+    )
+
+
 def _validate(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, plan: _Plan) -> FileReport:
     """Count every rule's offending rows in one pass over the file."""
     part = table.partition_column
-    bad_flags = ", ".join(
-        f"({quote(n)} IS NOT NULL AND ({e}) IS NULL) AS {quote('__bad_' + n)}" for n, e in plan.typed.items()
-    )
-    key = ", ".join(quote(k) for k in table.key if k in plan.typed)
-    dup = f", count(*) OVER (PARTITION BY {key}) > 1 AS _dup" if key else ", FALSE AS _dup"
     aggs = [
         "count(*)",
         f"min({quote(part)})" if part in plan.typed else "NULL",
@@ -254,12 +266,7 @@ def _validate(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, p
     for _, pred in plan.checks:
         aggs.append(f"count(*) FILTER (WHERE {pred})")
         aggs.append(f"(list(_row ORDER BY _row) FILTER (WHERE {pred}))[1:{SAMPLE_ROWS}]")
-    sql = (
-        f"WITH src AS {reader_sql(file, with_row=True)}, "
-        f"typed AS (SELECT _row, {', '.join(f'{e} AS {quote(n)}' for n, e in plan.typed.items())}, {bad_flags} FROM src), "
-        f"checked AS (SELECT *{dup} FROM typed) "
-        f"SELECT {', '.join(aggs)} FROM checked"
-    )
+    sql = f"{_checked_cte(file, table, plan)} SELECT {', '.join(aggs)} FROM checked"
     try:
         row = con.execute(sql).fetchone()
     except duckdb.Error as exc:
@@ -299,29 +306,17 @@ def _quarantine(
     header = f"{literal(table.name)}, {literal(f.name)}, TIMESTAMP {literal(f.mtime.isoformat())}, {f.size}"
     summary = literal(f"file refused: {report.reason}")
     if plan is None or not report.n_rows:
-        con.execute(
-            f"INSERT INTO ingest.quarantine VALUES ({header}, NULL, {summary}, NULL, now(), ?)", [run_id]
-        )
+        con.execute(f"INSERT INTO ingest.quarantine VALUES ({header}, NULL, {summary}, NULL, now(), ?)", [run_id])
         return
-    bad_flags = "".join(
-        f", ({quote(n)} IS NOT NULL AND ({e}) IS NULL) AS {quote('__bad_' + n)}"
-        for n, e in plan.typed.items()
-    )
-    key = ", ".join(quote(k) for k in table.key if k in plan.typed)
-    dup = f"count(*) OVER (PARTITION BY {key}) > 1" if key else "FALSE"
-    typed = ", ".join(f"{e} AS {quote(n)}" for n, e in plan.typed.items())
     reasons = ", ".join(
-        f"CASE WHEN {pred} THEN {literal(rule.name + ': ' + rule.description)} END"
-        for rule, pred in plan.checks
+        f"CASE WHEN {pred} THEN {literal(rule.name + ': ' + rule.description)} END" for rule, pred in plan.checks
     )
     row_reason = f"array_to_string(list_filter([{reasons}], x -> x IS NOT NULL), '; ')" if reasons else "''"
     con.execute(
         f"""INSERT INTO ingest.quarantine
-        WITH src AS {reader_sql(f, with_row=True)},
-        typed AS (SELECT _row, {typed}{bad_flags}, {dup} AS _dup FROM src)
-        SELECT {header}, src._row, coalesce(nullif({row_reason}, ''), {summary}),
-               to_json(src), now(), ?
-        FROM src JOIN typed USING (_row)""",
+        {_checked_cte(f, table, plan, record=True)}
+        SELECT {header}, _row, coalesce(nullif({row_reason}, ''), {summary}), _record, now(), ?
+        FROM checked""",
         [run_id],
     )
 

@@ -43,6 +43,13 @@ class SuiteOutcome:
         return not self.failures
 
 
+def _plain(value: Any) -> str:
+    """A sample value as a reader wants it: 12.5, not np.float64(12.5); pairs as (a, b)."""
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(_plain(v) for v in value) + ")"
+    return str(value.item() if hasattr(value, "item") else value)
+
+
 def expectations_for_rules(rules: list[Rule], known_geos: list[str], today: dt.date) -> list[tuple[Any, str]]:
     """(GX expectation, plain description) for each contract rule that GX can express on raw.
 
@@ -169,7 +176,7 @@ def run_suite(
                 expectation=cfg.type,
                 column=cfg.kwargs.get("column"),
                 unexpected_count=int(r.result.get("unexpected_count") or 0),
-                sample=[str(v) for v in (r.result.get("partial_unexpected_list") or [])],
+                sample=[_plain(v) for v in (r.result.get("partial_unexpected_list") or [])],
                 description=(cfg.meta or {}).get("description", cfg.type),
             )
         )
