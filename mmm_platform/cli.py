@@ -70,14 +70,16 @@ def _window(args: argparse.Namespace) -> tuple[dt.date, dt.date] | None:
 def execute(job_name: str, args: argparse.Namespace) -> int:
     """Execute one job of the definitions over the landing zone's partition window; report every
     failed check and return the exit code."""
-    import dagster as dg
 
-    from mmm_platform.defs.automation import range_tags
     from mmm_platform.definitions import defs
+    from mmm_platform.defs.partitions import range_tags
 
     settings = get_settings()
     if not settings.landing_dir.is_dir():
-        log.error("landing zone %s does not exist (set MMM_LANDING_DIR, or run `mmm-platform demo`)", settings.landing_dir)
+        log.error(
+            "landing zone %s does not exist (set MMM_LANDING_DIR, or run `mmm-platform demo`)",
+            settings.landing_dir,
+        )
         return EXIT_USAGE
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     definitions = defs()
@@ -87,7 +89,13 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
     tags = {}
     if window:
         tags = range_tags(*window)
-        log.info("%s: partitions %s .. %s, landing %s, warehouse %s", job_name, *window, settings.landing_dir, settings.warehouse)
+        log.info(
+            "%s: partitions %s .. %s, landing %s, warehouse %s",
+            job_name,
+            *window,
+            settings.landing_dir,
+            settings.warehouse,
+        )
     else:
         graph = definitions.resolve_asset_graph()
         selection = [k for k in job.asset_layer.executable_asset_keys if graph.get(k).partitions_def is None]
@@ -153,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--days", type=int, default=730, help="number of days (default 730)")
         sp.add_argument("--seed", type=int, default=7)
         sp.add_argument(
-            "--first-day", dest="first_day", type=_date, default=dt.date(2024, 1, 1), help="default 2024-01-01"
+            "--first-day",
+            dest="first_day",
+            type=_date,
+            default=dt.date(2024, 1, 1),
+            help="default 2024-01-01",
         )
         sp.add_argument("--format", choices=["parquet", "csv", "mixed"], default="mixed")
         sp.add_argument("--landing", type=Path, default=None, help="landing root (default MMM_LANDING_DIR)")

@@ -13,13 +13,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from conftest import DAYS, forecast_frame, sales_frame, weather_frame, write
 from mmm_platform.cli import main
 from mmm_platform.contracts import load_contract
-from mmm_platform.defs.automation import daily_ingest_schedule, range_tags, weather_files_sensor
+from mmm_platform.defs.automation import daily_ingest_schedule, weather_files_sensor
+from mmm_platform.defs.partitions import range_tags
 from mmm_platform.defs.raw import raw_assets, raw_checks
 from mmm_platform.defs.resources import DUCKDB_POOL
 from mmm_platform.quality.checks import CHECKS
+
+from conftest import DAYS, forecast_frame, sales_frame, weather_frame, write
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,9 @@ def test_contract_check_runs_great_expectations_on_raw(definitions, env):
     odd = weather_frame([DAYS[1]]).with_columns((pl.col("temp_max_c") + 10).alias("temp_mean_c"))
     write(odd, env / "weather_observed" / "weather_fix.parquet")
     result = _run(definitions, DAYS[0], DAYS[-1])
-    evals = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "weather_observed"}
+    evals = {
+        e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "weather_observed"
+    }
     assert evals["landing_files_accepted"].passed
     failed = evals["contract"]
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
@@ -111,7 +115,10 @@ def test_blocking_failure_stops_downstream_assets(definitions, env):
 def test_sensor_requests_exactly_the_touched_partitions(env):
     instance = dg.DagsterInstance.ephemeral()
     first = weather_files_sensor(dg.build_sensor_context(instance=instance))
-    ranges = sorted((r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in first.run_requests)
+    ranges = sorted(
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in first.run_requests
+    )
     # weather_a holds days 0-1, weather_b days 2-3: one run per contiguous range per file
     assert ranges == [(DAYS[0].isoformat(), DAYS[1].isoformat()), (DAYS[2].isoformat(), DAYS[3].isoformat())]
     assert {tuple(r.asset_selection[0].path) for r in first.run_requests} == {("raw", "weather_observed")}
@@ -119,11 +126,18 @@ def test_sensor_requests_exactly_the_touched_partitions(env):
     again = weather_files_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
     assert again.run_requests == []
     # a new file with two non-adjacent days and a forecast file: exactly those partitions
-    write(weather_frame([DAYS[0], DAYS[3]]).filter(pl.col("geo_id") == "g01"), env / "weather_observed" / "fix.parquet")
+    write(
+        weather_frame([DAYS[0], DAYS[3]]).filter(pl.col("geo_id") == "g01"),
+        env / "weather_observed" / "fix.parquet",
+    )
     write(forecast_frame([DAYS[2]], leads=(1,)), env / "weather_forecast" / "fc.csv")
     third = weather_files_sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
     got = sorted(
-        (r.asset_selection[0].path[-1], r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        (
+            r.asset_selection[0].path[-1],
+            r.tags["dagster/asset_partition_range_start"],
+            r.tags["dagster/asset_partition_range_end"],
+        )
         for r in third.run_requests
     )
     assert got == [

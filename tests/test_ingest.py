@@ -11,8 +11,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from conftest import DAYS, PARTITION_START, TODAY, forecast_frame, sales_frame, weather_frame, write
 from mmm_platform.ingest.load import LoadResult, Window, ingest_table
+
+from conftest import DAYS, PARTITION_START, TODAY, forecast_frame, sales_frame, weather_frame, write
 
 ALL = Window(PARTITION_START, TODAY, open_end=True)
 
@@ -21,7 +22,14 @@ def ingest(con, contract, landing: Path, table: str, window: Window | None = ALL
     if not contract[table].is_partitioned:
         window = None
     return ingest_table(
-        con, contract, table, landing, window=window, run_id=run_id, partition_start=PARTITION_START, today=TODAY
+        con,
+        contract,
+        table,
+        landing,
+        window=window,
+        run_id=run_id,
+        partition_start=PARTITION_START,
+        today=TODAY,
     )
 
 
@@ -224,9 +232,7 @@ def test_bad_file_is_refused_whole_and_good_data_stays(case, contract, landing, 
     after = con.execute("SELECT * EXCLUDE (_loaded_at, _run_id) FROM raw.sales ORDER BY ALL").fetchall()
     assert after == before
     # the refusal is recorded with the reason, and its rows (or the file) are quarantined
-    status = con.execute(
-        "SELECT status, reason FROM ingest.landing_files WHERE file = ?", [f"sales/{name}"]
-    ).fetchone()
+    status = con.execute("SELECT status, reason FROM ingest.landing_files WHERE file = ?", [f"sales/{name}"]).fetchone()
     assert status[0] == "refused" and status[1] == reason
     quarantined = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL OR reason = '') FROM ingest.quarantine WHERE file = ?",
@@ -259,7 +265,10 @@ def test_file_changed_to_bad_keeps_its_earlier_rows(contract, landing, warehouse
     con = warehouse()
     load_all(con, contract, landing)
     path = landing / "weather_observed" / "weather_b.csv"
-    write(weather_frame().filter(pl.col("date") > DAYS[1]).with_columns(pl.lit(900.0).alias("humidity_pct")), path)
+    write(
+        weather_frame().filter(pl.col("date") > DAYS[1]).with_columns(pl.lit(900.0).alias("humidity_pct")),
+        path,
+    )
     result = ingest(con, contract, landing, "weather_observed")
     assert [r.file.name for r in result.refused] == ["weather_observed/weather_b.csv"]
     assert count(con, "weather_observed") == 8

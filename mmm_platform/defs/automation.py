@@ -1,6 +1,5 @@
 """Jobs, the weather-file sensor and the daily schedule."""
 
-
 import datetime as dt
 import json
 
@@ -8,7 +7,7 @@ import dagster as dg
 
 from mmm_platform.config import get_settings
 from mmm_platform.contracts import load_contract
-from mmm_platform.defs.partitions import daily_partitions
+from mmm_platform.defs.partitions import daily_partitions, range_tags
 from mmm_platform.ingest.spans import contiguous_ranges, touched_dates
 
 WEATHER_TABLES = ("weather_observed", "weather_forecast")
@@ -26,13 +25,6 @@ everything_job = dg.define_asset_job(
     description="Ingest, build features and fit every model: what `mmm-platform run` executes.",
     partitions_def=daily_partitions,
 )
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
-
-
-def range_tags(start: dt.date, end: dt.date) -> dict[str, str]:
-    return {RANGE_START: start.isoformat(), RANGE_END: end.isoformat()}
 
 
 @dg.sensor(

@@ -3,7 +3,6 @@
 Generated from the landing contract, so a new table in the contract is a new asset here.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -11,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from mmm_platform.config import get_settings
 from mmm_platform.contracts import Table, load_contract
-from mmm_platform.defs.partitions import daily_partitions
+from mmm_platform.defs.partitions import PARTITION_TAG, RANGE_END, RANGE_START, daily_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL
 from mmm_platform.ingest.load import LoadResult, Window, ingest_table
 from mmm_platform.quality.checks import CHECKS, CheckContext, CheckSpec, null_coverage, read_window
@@ -23,21 +22,34 @@ def raw_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", table])
 
 
-def window_of(
-    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, table: Table
-) -> Window | None:
-    """The partition window a run covers; the newest partition also takes later dates (forecasts)."""
+def _window(table: Table, start: str, end: str) -> Window:
+    """The newest partition also takes later dates (forecasts for days after today)."""
+    last = daily_partitions.get_last_partition_key()
+    return Window(dt.date.fromisoformat(start), dt.date.fromisoformat(end), open_end=last is not None and end >= last)
+
+
+def asset_window(context: dg.AssetExecutionContext, table: Table) -> Window | None:
     if not table.is_partitioned:
         return None
     keys = context.partition_key_range
-    start, end = dt.date.fromisoformat(keys.start), dt.date.fromisoformat(keys.end)
-    last = daily_partitions.get_last_partition_key()
-    return Window(start, end, open_end=last is not None and keys.end >= last)
+    return _window(table, keys.start, keys.end)
 
 
-def _metadata(
-    result: LoadResult, coverage: dict[str, float], total_rows: int, latest: dt.date | None
-) -> dict:
+def run_window(context: dg.AssetCheckExecutionContext, table: Table) -> Window | None:
+    """The partitions the check's run covers, from the run's tags; the whole table when the run
+    targets no partition (a check executed on its own from the UI).
+
+    Checks are not partitioned themselves: a backfill of two years would otherwise record one
+    evaluation per day and check (tens of thousands of events) for one validation."""
+    tags = context.run.tags
+    start = tags.get(RANGE_START) or tags.get(PARTITION_TAG)
+    end = tags.get(RANGE_END) or tags.get(PARTITION_TAG)
+    if not table.is_partitioned or not start or not end:
+        return None
+    return _window(table, start, end)
+
+
+def _metadata(result: LoadResult, coverage: dict[str, float], total_rows: int, latest: dt.date | None) -> dict:
     return {
         "dagster/row_count": dg.MetadataValue.int(total_rows),
         "rows_written": dg.MetadataValue.int(result.rows_written),
@@ -67,7 +79,7 @@ def build_raw_asset(table: Table) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
         settings = get_settings()
-        window = window_of(context, table)
+        window = asset_window(context, table)
         with duckdb.get_connection() as con:
             result = ingest_table(
                 con,
@@ -78,9 +90,7 @@ def build_raw_asset(table: Table) -> dg.AssetsDefinition:
                 run_id=context.run_id,
                 partition_start=settings.partition_start,
             )
-            ctx = CheckContext(
-                con, table, window, dt.date.today(), settings.partition_start, settings.freshness_days
-            )
+            ctx = CheckContext(con, table, window, dt.date.today(), settings.partition_start, settings.freshness_days)
             coverage = null_coverage(read_window(ctx), table)
             total = con.execute(f'SELECT count(*) FROM raw."{table.name}"').fetchone()[0]
             latest = (
@@ -103,7 +113,6 @@ def build_check(table: Table, spec: CheckSpec) -> dg.AssetChecksDefinition:
         name=spec.name,
         description=spec.description,
         blocking=spec.blocking,
-        partitions_def=daily_partitions if table.is_partitioned else None,
         pool=DUCKDB_POOL,
     )
     def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
@@ -113,7 +122,7 @@ def build_check(table: Table, spec: CheckSpec) -> dg.AssetChecksDefinition:
                 CheckContext(
                     con,
                     table,
-                    window_of(context, table),
+                    run_window(context, table),
                     dt.date.today(),
                     settings.partition_start,
                     settings.freshness_days,
@@ -121,9 +130,7 @@ def build_check(table: Table, spec: CheckSpec) -> dg.AssetChecksDefinition:
             )
         return dg.AssetCheckResult(
             passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR
-            if outcome.severity == "error"
-            else dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
             description=outcome.summary,
             metadata={
                 "summary": dg.MetadataValue.text(outcome.summary),

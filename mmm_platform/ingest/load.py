@@ -180,10 +180,7 @@ def _rule_predicate(rule: Rule, table: Table, today: dt.date) -> str | None:
         case "partition_start":
             return f"{c} < DATE {literal(rule.params['start'].isoformat())}"
         case "lead":
-            return (
-                "datediff('day', issue_date, target_date) NOT BETWEEN "
-                f"{rule.params['min']} AND {rule.params['max']}"
-            )
+            return f"datediff('day', issue_date, target_date) NOT BETWEEN {rule.params['min']} AND {rule.params['max']}"
         case "known_geo":
             return f"{c} NOT IN (SELECT geo_id FROM raw.geo)"
         case "unique_key":
@@ -202,18 +199,12 @@ class _Plan:
 
     def select_list(self, table: Table) -> str:
         cols = [f"{expr} AS {quote(name)}" for name, expr in self.typed.items()]
-        cols += [
-            f"CAST(NULL AS {c.duckdb_type}) AS {quote(c.name)}"
-            for c in table.columns
-            if c.name not in self.typed
-        ]
+        cols += [f"CAST(NULL AS {c.duckdb_type}) AS {quote(c.name)}" for c in table.columns if c.name not in self.typed]
         cols += [f"CAST({quote(x)} AS VARCHAR) AS {quote(x)}" for x in self.extras]
         return ", ".join(cols)
 
 
-def _plan(
-    con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, rules: list[Rule], today: dt.date
-) -> _Plan:
+def _plan(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, rules: list[Rule], today: dt.date) -> _Plan:
     source = source_columns(con, file)
     if len(source) == 1 and file.format == "csv":
         (only,) = source
@@ -263,20 +254,28 @@ def _validate(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, p
         f"min({quote(part)})" if part in plan.typed else "NULL",
         f"max({quote(part)})" if part in plan.typed else "NULL",
     ]
-    for _, pred in plan.checks:
-        aggs.append(f"count(*) FILTER (WHERE {pred})")
-        aggs.append(f"(list(_row ORDER BY _row) FILTER (WHERE {pred}))[1:{SAMPLE_ROWS}]")
-    sql = f"{_checked_cte(file, table, plan)} SELECT {', '.join(aggs)} FROM checked"
+    aggs += [f"count(*) FILTER (WHERE {pred})" for _, pred in plan.checks]
+    cte = _checked_cte(file, table, plan)
     try:
-        row = con.execute(sql).fetchone()
+        row = con.execute(f"{cte} SELECT {', '.join(aggs)} FROM checked").fetchone()
+        broken = [(rule, pred, int(n)) for (rule, pred), n in zip(plan.checks, row[3:], strict=True) if n]
+        # sample row numbers only for the rules that failed: ordered lists cost a sort each
+        samples = (
+            con.execute(
+                f"{cte} SELECT "
+                + ", ".join(f"(list(_row ORDER BY _row) FILTER (WHERE {p}))[1:{SAMPLE_ROWS}]" for _, p, _ in broken)
+                + " FROM checked"
+            ).fetchone()
+            if broken
+            else ()
+        )
     except duckdb.Error as exc:
         raise UnreadableFile(f"unreadable {file.format} file: {str(exc).splitlines()[0]}") from exc
     n_rows, lo, hi = row[0], row[1], row[2]
-    violations = []
-    for i, (rule, _) in enumerate(plan.checks):
-        count, sample = row[3 + 2 * i], row[4 + 2 * i]
-        if count:
-            violations.append(Violation(rule.name, rule.description, int(count), tuple(sample or ())))
+    violations = [
+        Violation(rule.name, rule.description, n, tuple(sample or ()))
+        for (rule, _, n), sample in zip(broken, samples, strict=True)
+    ]
     if plan.missing_required:
         violations.insert(
             0,
@@ -361,9 +360,7 @@ def check_file(
         plan = _plan(con, file, table, rules, today)
         return _validate(con, file, table, plan), plan
     except UnreadableFile as exc:
-        return FileReport(
-            file, "refused", reason=str(exc), violations=[Violation("readable", str(exc), 0)]
-        ), None
+        return FileReport(file, "refused", reason=str(exc), violations=[Violation("readable", str(exc), 0)]), None
 
 
 def ingest_table(

@@ -35,9 +35,7 @@ def file_dates(file: LandingFile, table: Table) -> list[dt.date] | None:
             return None
 
 
-def touched_dates(
-    table: Table, root: Path, seen: dict[str, list]
-) -> Iterator[tuple[str, list, list[dt.date] | None]]:
+def touched_dates(table: Table, root: Path, seen: dict[str, list]) -> Iterator[tuple[str, list, list[dt.date] | None]]:
     """(file, signature, dates) for each file whose [size, mtime] is not the one in `seen`."""
     for f in scan_table(root, table.name):
         signature = [f.size, f.mtime.isoformat()]

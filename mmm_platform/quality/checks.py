@@ -55,9 +55,7 @@ def _where(ctx: CheckContext) -> str:
 
 def read_window(ctx: CheckContext) -> pd.DataFrame:
     lineage = ", ".join(LINEAGE_COLUMNS)
-    return ctx.con.execute(
-        f"SELECT * EXCLUDE ({lineage}) FROM {raw_table(ctx.table)} WHERE {_where(ctx)}"
-    ).df()
+    return ctx.con.execute(f"SELECT * EXCLUDE ({lineage}) FROM {raw_table(ctx.table)} WHERE {_where(ctx)}").df()
 
 
 def landing_files_accepted(ctx: CheckContext) -> CheckOutcome:
@@ -103,9 +101,7 @@ def contract(ctx: CheckContext) -> CheckOutcome:
         "contract",
         passed=not details,
         severity="error",
-        summary=f"{len(details)} expectation(s) failed on {n} rows"
-        if details
-        else f"{n} rows meet the contract",
+        summary=f"{len(details)} expectation(s) failed on {n} rows" if details else f"{n} rows meet the contract",
         details=details,
         metadata=meta,
     )
@@ -124,9 +120,7 @@ def quality_warnings(ctx: CheckContext) -> CheckOutcome:
     coverage = null_coverage(df, ctx.table)
     for col, floor in load_suite(ctx.table.name).min_coverage.items():
         if coverage.get(col, 0.0) < floor:
-            details.append(
-                f"{ctx.table.name}: column {col} is {coverage.get(col, 0.0):.0%} filled, below {floor:.0%}"
-            )
+            details.append(f"{ctx.table.name}: column {col} is {coverage.get(col, 0.0):.0%} filled, below {floor:.0%}")
     return CheckOutcome(
         "quality_warnings",
         passed=not details,

@@ -72,9 +72,7 @@ def expectations_for_rules(rules: list[Rule], known_geos: list[str], today: dt.d
                     )
                 )
             case "allowed":
-                out.append(
-                    (gxe.ExpectColumnValuesToBeInSet(column=c, value_set=r.params["allowed"]), r.description)
-                )
+                out.append((gxe.ExpectColumnValuesToBeInSet(column=c, value_set=r.params["allowed"]), r.description))
             case "not_future":
                 out.append(
                     (
@@ -87,9 +85,7 @@ def expectations_for_rules(rules: list[Rule], known_geos: list[str], today: dt.d
             case "partition_start":
                 out.append(
                     (
-                        gxe.ExpectColumnValuesToBeBetween(
-                            column=c, min_value=pd.Timestamp(r.params["start"])
-                        ),
+                        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=pd.Timestamp(r.params["start"])),
                         r.description,
                     )
                 )
@@ -146,9 +142,7 @@ def run_suite(
 
     contract_pairs = expectations_for_rules([r for r in rules if r.severity == severity], known_geos, today)
     extra = [
-        (getattr(gxe, e.expectation_type)(**e.kwargs), e.name)
-        for e in suite.expectations
-        if e.severity == severity
+        (getattr(gxe, e.expectation_type)(**e.kwargs), e.name) for e in suite.expectations if e.severity == severity
     ]
     pairs = contract_pairs + extra
     if not pairs:

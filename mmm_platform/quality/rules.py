@@ -59,9 +59,7 @@ def contract_rules(table: Table, partition_start: dt.date | None = None) -> list
         if c.min is not None or c.max is not None:
             lo = "-inf" if c.min is None else f"{c.min:g}"
             hi = "inf" if c.max is None else f"{c.max:g}"
-            rules.append(
-                Rule("range", c.name, f"{c.name} must be between {lo} and {hi}", {"min": c.min, "max": c.max})
-            )
+            rules.append(Rule("range", c.name, f"{c.name} must be between {lo} and {hi}", {"min": c.min, "max": c.max}))
         if c.allowed is not None:
             rules.append(
                 Rule(
@@ -71,13 +69,9 @@ def contract_rules(table: Table, partition_start: dt.date | None = None) -> list
                     {"allowed": list(c.allowed)},
                 )
             )
-        if c.type in ("date", "timestamp") and not (
-            table.name == "weather_forecast" and c.name == "target_date"
-        ):
+        if c.type in ("date", "timestamp") and not (table.name == "weather_forecast" and c.name == "target_date"):
             rules.append(Rule("not_future", c.name, f"{c.name} must not be after today"))
-    rules.append(
-        Rule("unique_key", None, f"key ({', '.join(table.key)}) must be unique", {"key": list(table.key)})
-    )
+    rules.append(Rule("unique_key", None, f"key ({', '.join(table.key)}) must be unique", {"key": list(table.key)}))
     if table.references_geo:
         rules.append(Rule("known_geo", "geo_id", "geo_id must exist in the geo table"))
     if table.partition_column and partition_start is not None:

@@ -1,0 +1,48 @@
+# The two commands the README opens with: `make demo` and `make test`.
+PYTHON ?= python3.12
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+export GX_ANALYTICS_ENABLED := false
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup demo run ingest test lint dev bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 12), "Python 3.12 is required (see .python-version)"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m mmm_platform.defs.features.project  # dbt manifest
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml   ## simulate the demo world and run everything on it
+	$(BIN)/mmm-platform demo
+
+run: setup $(DAGSTER_HOME)/dagster.yaml    ## run everything on what is in the landing zone
+	$(BIN)/mmm-platform run
+
+ingest: setup $(DAGSTER_HOME)/dagster.yaml ## load the landing zone and run the data-quality checks
+	$(BIN)/mmm-platform ingest
+
+test: setup                                ## the test suite
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+dev: setup $(DAGSTER_HOME)/dagster.yaml    ## the Dagster UI on http://localhost:3000
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) data .dagster_home dbt_project/target
