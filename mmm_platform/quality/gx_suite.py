@@ -135,10 +135,11 @@ def run_suite(
 ) -> SuiteOutcome:
     """Validate `df` with the contract rules and the suite's expectations of one severity."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # after import: GX sets its own
 
     contract_pairs = expectations_for_rules([r for r in rules if r.severity == severity], known_geos, today)
     extra = [

@@ -7,13 +7,14 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import lfilter
 
 from mmm_platform.contracts import MAX_FORECAST_LEAD_DAYS
 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Size and seed of a simulated world; everything else is fixed so the same config gives the same world."""
+    """Size and seed of a world; everything else is fixed, so the same config gives the same world."""
 
     seed: int = 7
     #: >= 3 climate zones always, >= 3 geos per zone when n_geos >= 9
@@ -44,3 +45,9 @@ class WorldConfig:
 def rng_for(seed: int, stream: str) -> np.random.Generator:
     """An independent generator per named stream, so a new draw in one module never shifts another's."""
     return np.random.default_rng([seed, zlib.crc32(stream.encode())])
+
+
+def ar1(innovations: np.ndarray, phi: float, burn_in: int) -> np.ndarray:
+    """Unit-variance AR(1) along axis 1 driven by iid unit `innovations`; the first `burn_in` steps are
+    dropped so the series starts in its stationary distribution (no start-up artefact)."""
+    return lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], innovations, axis=1)[:, burn_in:]

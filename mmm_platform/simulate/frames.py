@@ -52,4 +52,28 @@ def panel_keys(geo_ids: Sequence[str], epoch_days: np.ndarray, inner: int = 1) -
     """geo_id and date columns for rows ordered by day, then geo (each repeated `inner` times)."""
     n_g = len(geo_ids)
     geo_codes = np.repeat(np.tile(np.arange(n_g), len(epoch_days)), inner)
-    return [string_series("geo_id", geo_ids, geo_codes), date_series("date", np.repeat(epoch_days, n_g * inner))]
+    return [
+        string_series("geo_id", geo_ids, geo_codes),
+        date_series("date", np.repeat(epoch_days, n_g * inner)),
+    ]
+
+
+def panel_frame(
+    table: str,
+    geo_ids: Sequence[str],
+    epoch_days: np.ndarray,
+    columns: dict[str, np.ndarray | pl.Series],
+    inner: tuple[str, Sequence[str]] | None = None,
+) -> pl.DataFrame:
+    """A (date, geo[, inner key]) table from (G, T[, K]) arrays (NaN -> null) or ready, flattened series;
+    `inner` names the third key column and its values (a sku_id or category_l1 per slot of axis 2)."""
+    n_days, n_geos = len(epoch_days), len(geo_ids)
+    keys = panel_keys(geo_ids, epoch_days, inner=1 if inner is None else len(inner[1]))
+    if inner is not None:
+        name, values = inner
+        keys.append(string_series(name, values, np.tile(np.arange(len(values)), n_days * n_geos)))
+    series = [
+        v if isinstance(v, pl.Series) else pl.Series(k, panel_values(v, n_days), nan_to_null=True)
+        for k, v in columns.items()
+    ]
+    return conform(table, pl.DataFrame([*keys, *series]))

@@ -17,9 +17,9 @@ class SubArea:
     lat: tuple[float, float]
     lon: tuple[float, float]
     #: added to the zone's latent precipitation mean (sets the share of wet days)
-    precip_shift: float
+    wet: float
     #: typical gap between air temperature and dew point, °C (dry air: large)
-    dew_depression: float
+    dew: float
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Zone:
     temp_base: float
     temp_amp: float
     diurnal_range: float
-    #: multiplies every temperature anomaly (continental climates swing more)
+    #: multiplies the slow temperature anomaly (continental climates swing more); forecast errors are alike
     anomaly_scale: float
     precip_mu: float
     #: seasonal swing of the latent precipitation mean (+: wetter summers)
@@ -41,18 +41,56 @@ class Zone:
     areas: tuple[SubArea, SubArea]
 
 
+# fmt: off
 ZONES: tuple[Zone, ...] = (
-    Zone("cold_continental", 8.0, 15.0, 10.0, 1.15, -0.35, 0.15, 5.5, 16.0,
-         (SubArea((40.0, 46.0), (-96.0, -85.5), 0.0, 4.5), SubArea((41.0, 45.0), (-80.0, -70.5), 0.1, 4.0))),
-    Zone("temperate_wet", 11.5, 7.5, 8.0, 0.85, 0.1, -0.35, 5.0, 14.0,
-         (SubArea((44.0, 48.5), (-123.5, -121.0), 0.15, 2.5), SubArea((37.5, 40.5), (-78.0, -74.5), -0.1, 3.5))),
-    Zone("hot_dry", 21.0, 8.5, 13.0, 0.75, -1.0, 0.25, 7.0, 13.0,
-         (SubArea((31.5, 36.0), (-115.0, -104.0), -0.2, 12.0), SubArea((26.0, 30.5), (-98.0, -81.0), 0.45, 5.0))),
+    Zone(
+        name="cold_continental", temp_base=8.0, temp_amp=15.0, diurnal_range=10.0, anomaly_scale=1.15,
+        precip_mu=-0.35, precip_season=0.15, precip_scale=5.5, wind_kmh=16.0,
+        areas=(SubArea(lat=(40.0, 46.0), lon=(-96.0, -85.5), wet=0.0, dew=4.5),    # midwest
+               SubArea(lat=(41.0, 45.0), lon=(-80.0, -70.5), wet=0.1, dew=4.0)),   # northeast
+    ),
+    Zone(
+        name="temperate_wet", temp_base=11.5, temp_amp=7.5, diurnal_range=8.0, anomaly_scale=0.85,
+        precip_mu=0.1, precip_season=-0.35, precip_scale=5.0, wind_kmh=14.0,
+        areas=(SubArea(lat=(44.0, 48.5), lon=(-123.5, -121.0), wet=0.15, dew=2.5),  # pacific NW
+               SubArea(lat=(37.5, 40.5), lon=(-78.0, -74.5), wet=-0.1, dew=3.5)),   # mid-atlantic
+    ),
+    Zone(
+        name="hot_dry", temp_base=21.0, temp_amp=8.5, diurnal_range=13.0, anomaly_scale=0.75,
+        precip_mu=-1.0, precip_season=0.25, precip_scale=7.0, wind_kmh=13.0,
+        areas=(SubArea(lat=(31.5, 36.0), lon=(-115.0, -104.0), wet=-0.2, dew=12.0),  # southwest
+               SubArea(lat=(26.0, 30.5), lon=(-98.0, -81.0), wet=0.45, dew=5.0)),    # gulf coast
+    ),
 )
+# fmt: on
 
-_NAME_STEMS = ("Oak", "Maple", "Cedar", "River", "Lake", "Pine", "Stone", "Fair", "Green", "Red", "Silver",
-               "Clear", "Spring", "North", "West", "East", "South", "Bright", "Hill", "Brook", "Elm",
-               "Willow", "Ash", "Birch", "Granite")
+_NAME_STEMS = (
+    "Oak",
+    "Maple",
+    "Cedar",
+    "River",
+    "Lake",
+    "Pine",
+    "Stone",
+    "Fair",
+    "Green",
+    "Red",
+    "Silver",
+    "Clear",
+    "Spring",
+    "North",
+    "West",
+    "East",
+    "South",
+    "Bright",
+    "Hill",
+    "Brook",
+    "Elm",
+    "Willow",
+    "Ash",
+    "Birch",
+    "Granite",
+)
 _NAME_ENDS = ("ton", "field", "ville", " Falls", "port", " Heights", "wood", "dale", " City", "burg")
 
 
@@ -132,7 +170,7 @@ def build_geography(config: WorldConfig) -> Geography:
     regions = sorted(set(region_names))
     population = np.round(np.exp(rng.normal(np.log(900_000), 0.65, n)), -2).clip(80_000, 12_000_000)
     density = np.exp(rng.normal(np.log(250), 0.8, n)) * (population / 900_000) ** 0.4
-    size = (population / np.median(population)) ** 0.5
+    size = (population / np.median(population)) ** 0.35
     size = size / size.mean()
     stems = [s + e for s in _NAME_STEMS for e in _NAME_ENDS]
     picks = rng.choice(len(stems), size=min(n, len(stems)), replace=False)

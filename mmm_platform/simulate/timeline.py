@@ -12,7 +12,7 @@ from mmm_platform.simulate.config import WorldConfig
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
+def nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
     """The n-th `weekday` (Mon=0) of a month; n=-1 for the last one."""
     if n > 0:
         first = dt.date(year, month, 1)
@@ -23,16 +23,16 @@ def _nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
 
 def us_holidays(year: int) -> dict[dt.date, str]:
     """US federal holidays (on their calendar day) plus Black Friday: the fixed list the demand model uses."""
-    thanksgiving = _nth_weekday(year, 11, 3, 4)
+    thanksgiving = nth_weekday(year, 11, 3, 4)
     return {
         dt.date(year, 1, 1): "New Year's Day",
-        _nth_weekday(year, 1, 0, 3): "Martin Luther King Jr. Day",
-        _nth_weekday(year, 2, 0, 3): "Presidents' Day",
-        _nth_weekday(year, 5, 0, -1): "Memorial Day",
+        nth_weekday(year, 1, 0, 3): "Martin Luther King Jr. Day",
+        nth_weekday(year, 2, 0, 3): "Presidents' Day",
+        nth_weekday(year, 5, 0, -1): "Memorial Day",
         dt.date(year, 6, 19): "Juneteenth",
         dt.date(year, 7, 4): "Independence Day",
-        _nth_weekday(year, 9, 0, 1): "Labor Day",
-        _nth_weekday(year, 10, 0, 2): "Columbus Day",
+        nth_weekday(year, 9, 0, 1): "Labor Day",
+        nth_weekday(year, 10, 0, 2): "Columbus Day",
         dt.date(year, 11, 11): "Veterans Day",
         thanksgiving: "Thanksgiving",
         thanksgiving + dt.timedelta(days=1): "Black Friday",
@@ -42,12 +42,12 @@ def us_holidays(year: int) -> dict[dt.date, str]:
 
 def national_events(year: int) -> dict[dt.date, str]:
     """Retail moments that are not holidays (calendar.major_event)."""
-    thanksgiving = _nth_weekday(year, 11, 3, 4)
+    thanksgiving = nth_weekday(year, 11, 3, 4)
     return {
-        _nth_weekday(year, 2, 6, 2): "Super Bowl",
+        nth_weekday(year, 2, 6, 2): "Super Bowl",
         dt.date(year, 2, 14): "Valentine's Day",
-        _nth_weekday(year, 5, 6, 2): "Mother's Day",
-        _nth_weekday(year, 6, 6, 3): "Father's Day",
+        nth_weekday(year, 5, 6, 2): "Mother's Day",
+        nth_weekday(year, 6, 6, 3): "Father's Day",
         dt.date(year, 10, 31): "Halloween",
         thanksgiving + dt.timedelta(days=4): "Cyber Monday",
     }

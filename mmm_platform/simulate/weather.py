@@ -16,27 +16,28 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 from scipy.special import ndtr
 
-from mmm_platform.simulate.config import WorldConfig, rng_for
-from mmm_platform.simulate.frames import conform, date_series, panel_keys, panel_values, string_series
+from mmm_platform.simulate.config import WorldConfig, ar1, rng_for
+from mmm_platform.simulate.frames import conform, date_series, panel_frame, panel_values, string_series
 from mmm_platform.simulate.geography import ZONES, Geography
 from mmm_platform.simulate.timeline import Timeline
 
-#: share of an anomaly piece's variance common to every geo in the zone (weather systems are regional)
-ZONE_CORRELATION = 0.6
-#: the lead of the forecast the unobserved demand reacts to (the merchandising / trip-planning horizon)
-DEMAND_REACTION_LEAD = 3
-#: the lead of the forecast that intent media bidding reacts to (day-ahead bid adjustments)
-BIDDING_REACTION_LEAD = 1
+#: share of variance common to the geos of one area of a zone (the two areas of a zone are far apart):
+#: slow anomalies are large-scale, the day-to-day surprises that forecasts miss are more local
+PERSISTENT_CORRELATION = 0.6
+SURPRISE_CORRELATION = 0.3
+#: the leads of the forecasts the unobserved demand reacts to (next-day trips; merchandising 3 days out)
+DEMAND_REACTION_LEADS = (1, 3)
+#: the day-ahead forecast: bids and postponed trips react to it
+DAY_AHEAD_LEAD = 1
 _BURN_IN = 60
 _HOTTEST, _COLDEST = 46.0, -45.0
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """Standard deviations of the pieces of an anomaly (before the per-geo zone scale)."""
+    """Standard deviations of the pieces of an anomaly (the persistent one before the per-geo scale)."""
 
     #: never forecast: the error that remains at lead 0
     unrevealed_sd: float
@@ -49,7 +50,7 @@ class FieldSpec:
     persistence: float
 
 
-TEMP = FieldSpec(1.2, 1.6, 1.2, 3.2, 0.85)
+TEMP = FieldSpec(1.4, 2.0, 1.2, 3.2, 0.85)
 DIURNAL = FieldSpec(1.0, 0.6, 0.4, 1.0, 0.6)
 PRECIP = FieldSpec(0.4, 0.35, 0.25, 0.55, 0.5)
 WIND = FieldSpec(0.5, 0.3, 0.2, 0.6, 0.6)
@@ -69,30 +70,37 @@ class RevealedField:
 
 
 def revealed_field(
-    rng: np.random.Generator, spec: FieldSpec, zone_idx: np.ndarray, n_t: int, max_lead: int, scale: np.ndarray
+    rng: np.random.Generator,
+    spec: FieldSpec,
+    area: np.ndarray,
+    n_t: int,
+    max_lead: int,
+    scale: np.ndarray,
 ) -> RevealedField:
-    n_g, n_zones = len(zone_idx), len(ZONES)
+    """Pieces revealed at each lead plus a persistent part scaled per geo by `scale` (continental
+    climates have larger slow anomalies); the forecast error variance is the same everywhere."""
+    n_g, n_areas = len(area), 2 * len(ZONES)
 
-    def spatial(k: int, n: int) -> np.ndarray:
-        common = rng.standard_normal((k, n_zones, n))
+    def spatial(k: int, n: int, rho: float) -> np.ndarray:
+        common = rng.standard_normal((k, n_areas, n))
         idio = rng.standard_normal((k, n_g, n))
-        return np.sqrt(ZONE_CORRELATION) * common[:, zone_idx] + np.sqrt(1 - ZONE_CORRELATION) * idio
+        return np.sqrt(rho) * common[:, area] + np.sqrt(1 - rho) * idio
 
     sds = np.array([spec.lead0_sd] + [spec.lead_sd] * max_lead)
-    pieces = spatial(max_lead + 1, n_t) * sds[:, None, None]
+    pieces = spatial(max_lead + 1, n_t, SURPRISE_CORRELATION) * sds[:, None, None]
     phi = spec.persistence
-    eta = spatial(1, n_t + _BURN_IN)[0]
-    persistent = lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], eta, axis=1)[:, _BURN_IN:] * spec.persistent_sd
+    eta = spatial(1, n_t + _BURN_IN, PERSISTENT_CORRELATION)[0]
     s = scale[:, None]
-    known = (persistent + np.cumsum(pieces[::-1], axis=0)[::-1]) * s
-    observed = known[0] + rng.standard_normal((n_g, n_t)) * spec.unrevealed_sd * s
-    unknown_sd2 = spec.unrevealed_sd**2 + np.concatenate([[0.0], np.cumsum(sds[:-1] ** 2)])
-    total = spec.persistent_sd**2 + spec.unrevealed_sd**2 + np.sum(sds**2)
+    persistent = ar1(eta, phi, _BURN_IN) * spec.persistent_sd * s
+    known = persistent + np.cumsum(pieces[::-1], axis=0)[::-1]
+    observed = known[0] + spatial(1, n_t, SURPRISE_CORRELATION)[0] * spec.unrevealed_sd
+    unknown_var = spec.unrevealed_sd**2 + np.concatenate([[0.0], np.cumsum(sds[:-1] ** 2)])
+    total = (spec.persistent_sd * s) ** 2 + spec.unrevealed_sd**2 + np.sum(sds**2)
     return RevealedField(
         known=known,
         observed=observed,
-        unknown_var=unknown_sd2[:, None, None] * (s**2)[None],
-        total_var=total * s**2,
+        unknown_var=np.broadcast_to(unknown_var[:, None, None], (max_lead + 1, n_g, 1)),
+        total_var=total,
     )
 
 
@@ -137,9 +145,7 @@ def draw_shocks(config: WorldConfig, timeline: Timeline, geo: Geography) -> list
     placed: list[tuple[str, int, int]] = []
     for kind in kinds:
         length = int(rng.integers(3, 8) if kind == "heatwave" else rng.integers(1, 4))
-        starts = [
-            s for s in range(21, n_days - length - 3) if not busy[max(0, s - 7) : s + length + 7].any()
-        ]
+        starts = [s for s in range(21, n_days - length - 3) if not busy[max(0, s - 7) : s + length + 7].any()]
         if kind == "heatwave" and any(warm[s] for s in starts):
             starts = [s for s in starts if warm[s]]
         if not starts:
@@ -156,18 +162,15 @@ def draw_shocks(config: WorldConfig, timeline: Timeline, geo: Geography) -> list
         k = max(1, int(np.ceil(rng.uniform(0.5, 1.0) * len(zone_geos))))
         geos = np.sort(rng.choice(zone_geos, size=k, replace=False))
         length = e - s + 1
-        shape = (k, length)
+        none = np.zeros((k, length))
         if kind == "heatwave":
             profile = np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 0.5
-            temp = rng.uniform(5.0, 10.0, (k, 1)) * profile
-            shocks.append(Shock(f"heatwave_{counters[kind]:02d}", kind, geos, s, e, 0,
-                                temp, np.zeros(shape), np.zeros(shape)))
+            cat, temp, precip, wind = 0, rng.uniform(5.0, 10.0, (k, 1)) * profile, none, none
         else:
             cat = int(rng.choice(5, p=[0.4, 0.3, 0.17, 0.09, 0.04])) + 1
-            precip = (15.0 + 15.0 * cat) * rng.uniform(0.7, 1.3, shape)
-            wind = (25.0 + 15.0 * cat) * rng.uniform(0.8, 1.2, shape)
-            shocks.append(Shock(f"storm_{counters[kind]:02d}", kind, geos, s, e, cat,
-                                np.zeros(shape), precip, wind))
+            precip = (15.0 + 15.0 * cat) * rng.uniform(0.7, 1.3, (k, length))
+            temp, wind = none, (25.0 + 15.0 * cat) * rng.uniform(0.8, 1.2, (k, length))
+        shocks.append(Shock(f"{kind}_{counters[kind]:02d}", kind, geos, s, e, cat, temp, precip, wind))
     return shocks
 
 
@@ -178,10 +181,11 @@ class WeatherDrivers:
     #: published (rounded) observed values, the ones revenue depends on
     temp_mean: np.ndarray
     precip: np.ndarray
-    #: forecast anomalies versus climatology, the channel for confounding
-    temp_anomaly_demand_lead: np.ndarray
-    temp_anomaly_bidding_lead: np.ndarray
-    precip_anomaly_bidding_lead: np.ndarray
+    #: forecast anomalies versus climatology, the channel of confounding; the first is the mean over
+    #: DEMAND_REACTION_LEADS, the others are the day-ahead forecast
+    temp_forecast_anomaly: np.ndarray
+    temp_forecast_anomaly_day_ahead: np.ndarray
+    precip_forecast_anomaly_day_ahead: np.ndarray
     heatwave: np.ndarray
     storm_category: np.ndarray
     #: the day before a storm hits: people stock up on the forecast
@@ -245,16 +249,17 @@ class Weather:
         add = self.shock_arrays(self.shock_ids if active is None else active)
         n = self.timeline.n_days
         temp, precip = self.observed_temp_precip(add)
-        demand_lead = min(DEMAND_REACTION_LEAD, self.max_lead)
+        demand_leads = [min(lead, self.max_lead) for lead in DEMAND_REACTION_LEADS]
+        demand_anomaly = np.mean([self.temp.known[lead] for lead in demand_leads], axis=0) + add["temp"]
         category = add["category"]
         eve = np.zeros_like(category, dtype=bool)
         eve[:, :-1] = (category[:, 1:] > 0) & (category[:, :-1] == 0)
         return WeatherDrivers(
             temp_mean=temp[:, :n],
             precip=precip[:, :n],
-            temp_anomaly_demand_lead=(self.temp.known[demand_lead] + add["temp"])[:, :n],
-            temp_anomaly_bidding_lead=(self.temp.known[BIDDING_REACTION_LEAD] + add["temp"])[:, :n],
-            precip_anomaly_bidding_lead=(self.precip_forecast(BIDDING_REACTION_LEAD, add) - self.clim_precip)[:, :n],
+            temp_forecast_anomaly=demand_anomaly[:, :n],
+            temp_forecast_anomaly_day_ahead=(self.temp.known[DAY_AHEAD_LEAD] + add["temp"])[:, :n],
+            precip_forecast_anomaly_day_ahead=(self.precip_forecast(DAY_AHEAD_LEAD, add) - self.clim_precip)[:, :n],
             heatwave=add["heatwave"][:, :n],
             storm_category=category[:, :n],
             storm_eve=eve[:, :n],
@@ -289,8 +294,15 @@ class Weather:
         hail = (mean_raw + diurnal / 2 > 24) & (precip >= 20) & (nz["hail"] < 0.15)
         ptype = np.select([precip == 0, snow >= 0.9, snow > 0.5, snow > 0.1, hail], [0, 2, 3, 5, 4], default=1)
         vapour = rh / 100 * 6.105 * np.exp(17.27 * temp / (237.7 + temp))
-        aqi = np.clip(_AQI_BASE[self.geo.zone_idx][:, None] + 1.5 * np.maximum(self.temp.observed + add["temp"], 0.0)
-                      + 25 * np.exp(-wind / 8.0) + 8 * nz["aqi"] - 10 * wet, 5.0, 500.0)
+        aqi = np.clip(
+            _AQI_BASE[self.geo.zone_idx][:, None]
+            + 1.5 * np.maximum(self.temp.observed + add["temp"], 0.0)
+            + 25 * np.exp(-wind / 8.0)
+            + 8 * nz["aqi"]
+            - 10 * wet,
+            5.0,
+            500.0,
+        )
         visibility = 24 * np.exp(-0.04 * precip) * np.where(rh > 96, 0.4, 1.0) * nz["vis"]
         floats: dict[str, np.ndarray] = {
             "temp_max_c": np.round(mean_raw + diurnal / 2, 1),
@@ -311,25 +323,24 @@ class Weather:
             "pm25_ugm3": np.where(nz["pm_gap"], np.nan, np.round(aqi * 0.28 * (1 + 0.1 * nz["pm"]), 1)),
             **self._pollen(wet),
         }
-        alert = (add["category"] > 0) | (add["temp"] >= 4.0) | (precip >= 50.0) | (wind >= 70.0)
-        return conform(
-            "weather_observed",
-            pl.DataFrame(
-                [
-                    *panel_keys(self.geo.ids, self.timeline.epoch_days[:n]),
-                    *(pl.Series(k, panel_values(v, n), nan_to_null=True) for k, v in floats.items()),
-                    string_series("precip_type", PRECIP_TYPES, panel_values(ptype, n)),
-                    pl.Series("severe_alert", panel_values(alert, n)),
-                    pl.Series("storm_category", panel_values(add["category"], n)),
-                ]
-            ),
-        )
+        alert = (add["category"] > 0) | add["heatwave"] | (precip >= 50.0) | (wind >= 70.0)
+        columns = {
+            **floats,
+            "precip_type": string_series("precip_type", PRECIP_TYPES, panel_values(ptype, n)),
+            "severe_alert": alert,
+            "storm_category": add["category"],
+        }
+        return panel_frame("weather_observed", self.geo.ids, self.timeline.epoch_days[:n], columns)
 
     def _pollen(self, wet: np.ndarray) -> dict[str, np.ndarray]:
         """Seasonal pollen counts, reported only in the monitoring season (null outside it)."""
         doy = self.timeline.doy
         out = {}
-        for name, peak, width in (("pollen_tree", 105, 25), ("pollen_grass", 160, 25), ("pollen_weed", 245, 20)):
+        for name, peak, width in (
+            ("pollen_tree", 105, 25),
+            ("pollen_grass", 160, 25),
+            ("pollen_weed", 245, 20),
+        ):
             amp = _POLLEN[name][self.geo.zone_idx][:, None]
             bell = np.exp(-0.5 * ((doy - peak) / width) ** 2)[None, :]
             value = np.round(amp * bell * (1 - 0.8 * wet) * self.noise[name], 0)
@@ -340,8 +351,9 @@ class Weather:
         """One row per geo, issue date and target date: leads 0..max_lead, issue dates up to the last day."""
         add = self.shock_arrays(self.shock_ids)
         leads = range(self.max_lead + 1)
-        temp_raw = np.clip(np.stack([self.clim_temp + self.temp.known[k] + add["temp"] for k in leads]),
-                           _COLDEST, _HOTTEST)
+        temp_raw = np.clip(
+            np.stack([self.clim_temp + self.temp.known[k] + add["temp"] for k in leads]), _COLDEST, _HOTTEST
+        )
         temp = np.round(temp_raw, 1)
         precip = np.stack([self.precip_forecast(k, add) for k in leads])
         mu = self.precip_mu[None] + self.precip_latent.known
@@ -406,16 +418,33 @@ def simulate_weather(config: WorldConfig, timeline: Timeline, geo: Geography) ->
 
     lat_offset = geo.lat - np.array([np.mean([a.lat for a in z.areas]) for z in zones])
     season = timeline.season(200)[None, :]
-    clim_temp = (per_geo([z.temp_base for z in zones]) - 0.6 * lat_offset[:, None]
-                 + (per_geo([z.temp_amp for z in zones]) + 0.25 * lat_offset[:, None]) * season)
+    clim_temp = (
+        per_geo([z.temp_base for z in zones])
+        - 0.6 * lat_offset[:, None]
+        + (per_geo([z.temp_amp for z in zones]) + 0.25 * lat_offset[:, None]) * season
+    )
     scale = np.array([z.anomaly_scale for z in zones])
     fields = {
-        name: revealed_field(rng, spec, geo.zone_idx, n_t, config.max_lead, scale if name == "temp" else np.ones(geo.n))
-        for name, spec in (("temp", TEMP), ("diurnal", DIURNAL), ("precip", PRECIP), ("wind", WIND), ("dew", DEW))
+        name: revealed_field(
+            rng,
+            spec,
+            2 * geo.zone_idx + geo.area_idx,
+            n_t,
+            config.max_lead,
+            scale if name == "temp" else np.ones(geo.n),
+        )
+        for name, spec in (
+            ("temp", TEMP),
+            ("diurnal", DIURNAL),
+            ("precip", PRECIP),
+            ("wind", WIND),
+            ("dew", DEW),
+        )
     }
-    precip_mu = per_geo([z.precip_mu + a.precip_shift for z, a in zip(zones, areas, strict=True)]) + per_geo(
-        [z.precip_season for z in zones]
-    ) * season
+    precip_mu = (
+        per_geo([z.precip_mu + a.wet for z, a in zip(zones, areas, strict=True)])
+        + per_geo([z.precip_season for z in zones]) * season
+    )
     precip_scale = per_geo([z.precip_scale for z in zones])
     noise_rng = rng_for(config.seed, "weather_noise")
     shape = (geo.n, n_t)
@@ -440,7 +469,7 @@ def simulate_weather(config: WorldConfig, timeline: Timeline, geo: Geography) ->
         precip_mu=precip_mu,
         precip_scale=precip_scale,
         clim_precip=precip_scale * expected_square_positive(precip_mu, fields["precip"].total_var),
-        dew_depression=per_geo([a.dew_depression for a in areas]) * (1 + 0.3 * season),
+        dew_depression=per_geo([a.dew for a in areas]) * (1 + 0.3 * season),
         wind_base=per_geo([z.wind_kmh for z in zones]) * (1 + 0.15 * timeline.season(30)[None, :]),
         temp=fields["temp"],
         diurnal=fields["diurnal"],
