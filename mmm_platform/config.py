@@ -14,6 +14,9 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 @dataclass(frozen=True)
 class Settings:
+    """Relative paths are taken from the working directory and made absolute here, so dbt (which
+    runs inside dbt_project/) opens the same warehouse file."""
+
     landing_dir: Path
     warehouse: Path
     #: first day of the daily partitions; landing rows before it are refused as out of range
@@ -24,8 +27,8 @@ class Settings:
 
 def get_settings() -> Settings:
     return Settings(
-        landing_dir=Path(os.environ.get("MMM_LANDING_DIR", "data/landing")),
-        warehouse=Path(os.environ.get("MMM_WAREHOUSE", "data/warehouse.duckdb")),
+        landing_dir=Path(os.environ.get("MMM_LANDING_DIR", "data/landing")).absolute(),
+        warehouse=Path(os.environ.get("MMM_WAREHOUSE", "data/warehouse.duckdb")).absolute(),
         partition_start=dt.date.fromisoformat(os.environ.get("MMM_PARTITION_START", "2020-01-01")),
         freshness_days=int(os.environ.get("MMM_FRESHNESS_DAYS", "3")),
     )

@@ -38,80 +38,248 @@ def insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict]) -> None
 
 def weather_row(geo: str, n: int, temp: float, **overrides: object) -> dict:
     row = {
-        "geo_id": geo, "date": day(n), "temp_max_c": temp + 5, "temp_min_c": temp - 5,
-        "temp_mean_c": temp, "feels_like_c": temp - 1, "humidity_pct": 60.0, "dew_point_c": temp - 8,
-        "wind_speed_kmh": 10.0, "uv_index": 3.0, "precip_mm": 0.0, "precip_type": "none",
-        "snowfall_cm": 0.0, "air_quality_index": 40.0, "severe_alert": False,
+        "geo_id": geo,
+        "date": day(n),
+        "temp_max_c": temp + 5,
+        "temp_min_c": temp - 5,
+        "temp_mean_c": temp,
+        "feels_like_c": temp - 1,
+        "humidity_pct": 60.0,
+        "dew_point_c": temp - 8,
+        "wind_speed_kmh": 10.0,
+        "uv_index": 3.0,
+        "precip_mm": 0.0,
+        "precip_type": "none",
+        "snowfall_cm": 0.0,
+        "air_quality_index": 40.0,
+        "severe_alert": False,
     }
     return row | overrides
 
 
 def build_tiny_world(con: duckdb.DuckDBPyConnection) -> None:
     ensure_warehouse(con, load_contract())
-    insert(con, "geo", [
-        {"geo_id": g, "geo_name": g, "dma": g, "region": r, "latitude": lat, "longitude": lon,
-         "population": 1000, "population_density": 10.0}
-        for g, r, lat, lon in [("G1", "R1", 40.7, -74.0), ("G2", "R1", 42.4, -71.1), ("G3", "R2", 34.1, -118.2)]
-    ])
-    insert(con, "weather_observed", [
-        weather_row("G1", n, float(n), severe_alert=(n == 10), precip_mm=30.0 if n == 10 else 0.0,
-                    precip_type="rain" if n == 10 else "none")
-        for n in range(1, 21)
-    ] + [weather_row("G2", n, 20.0 + n) for n in range(1, 21) if n != 5])
-    # G1, target 01-10 (observed 10.0): issued at leads 0, 1, 2, 3 and 7
-    insert(con, "weather_forecast", [
-        {"geo_id": "G1", "issue_date": day(10 - lead), "target_date": day(10), "temp_max_c": fc + 5,
-         "temp_min_c": fc - 5, "temp_mean_c": fc, "precip_mm": 0.0}
-        for lead, fc in [(0, 10.5), (1, 9.0), (2, 50.0), (3, 12.0), (7, 4.0)]
-    ])
-    insert(con, "macro", [
-        {"region": "R1", "date": d, "cpi": cpi, "disposable_income_index": 100.0,
-         "unemployment_rate_pct": 5.0, "gas_price_per_l": 1.5}
-        for d, cpi in [(dt.date(2023, 12, 1), 100.0), (day(15), 102.0)]
-    ])
-    insert(con, "calendar", [
-        {"geo_id": g, "date": day(n), "is_holiday": n == 1, "is_payday": n == 15, "school_in_session": n > 3}
-        for g in ("G1", "G2") for n in range(1, 21)
-    ] + [{"geo_id": "G3", "date": day(1), "is_holiday": True, "is_payday": False, "school_in_session": False}])
-    insert(con, "products", [
-        {"sku_id": sku, "category_l1": "c", "weather_affinity": "neutral", "lifecycle_stage": "core",
-         "unit_cost": 1.0, "list_price": price}
-        for sku, price in [("A", 10.0), ("B", 30.0)]
-    ])
-    # G1: both SKUs 20% off on 01-12..13; A alone 10% off on 01-03 (weighted 2.5%: not a promotion)
-    insert(con, "promotions", [
-        {"geo_id": "G1", "date": day(n), "sku_id": sku, "discount_depth_pct": depth,
-         "price": list_price * (1 - depth / 100)}
-        for n in range(1, 21)
-        for sku, list_price in [("A", 10.0), ("B", 30.0)]
-        for depth in [20.0 if n in (12, 13) else 10.0 if (n == 3 and sku == "A") else 0.0]
-    ])
-    insert(con, "inventory", [
-        {"geo_id": "G1", "date": day(n), "sku_id": sku, "on_hand_units": 0 if (n == 10 and sku == "A") else 100,
-         "stockout": n == 10 and sku == "A"}
-        for n in range(1, 21) for sku in ("A", "B")
-    ])
-    # G1 reports totals (and on 01-02 a category row as well); G2 reports two categories
-    insert(con, "sales", [
-        {"geo_id": "G1", "date": day(n), "category_l1": "all", "orders": 5, "units": 10,
-         "revenue": 100.0, "cogs": 50.0, "contribution_margin": 50.0}
-        for n in range(1, 21)
-    ] + [{"geo_id": "G1", "date": day(2), "category_l1": "c", "orders": 1, "units": 3, "revenue": 30.0,
-          "cogs": 15.0, "contribution_margin": 15.0}] + [
-        {"geo_id": "G2", "date": day(n), "category_l1": cat, "orders": 2, "units": units,
-         "revenue": 10.0 * units, "cogs": 5.0 * units, "contribution_margin": 5.0 * units}
-        for n in range(1, 21) for cat, units in [("a", 4), ("b", 6)]
-    ])
-    insert(con, "media_spend", [
-        {"geo_id": "G1", "date": day(n), "channel": channel, "channel_group": group, "campaign_id": campaign,
-         "campaign_objective": objective, "pacing_type": pacing, "spend": spend, "planned_spend": planned,
-         "impressions": impressions, "clicks": clicks, "conversions": 2.0, "share_of_voice_pct": sov}
-        for n in range(1, 21)
-        for channel, group, campaign, objective, pacing, spend, planned, impressions, clicks, sov in [
-            (" Search", "performance", "s1", "prospecting", "always_on", 100.0, 80.0, 20000, 50, 10.0),
-            ("tv", "brand", "t1", "brand", "burst", 300.0 if n == 5 else 0.0, None, 30000 if n == 5 else 0, 0, 30.0),
+    insert(
+        con,
+        "geo",
+        [
+            {
+                "geo_id": g,
+                "geo_name": g,
+                "dma": g,
+                "region": r,
+                "latitude": lat,
+                "longitude": lon,
+                "population": 1000,
+                "population_density": 10.0,
+            }
+            for g, r, lat, lon in [
+                ("G1", "R1", 40.7, -74.0),
+                ("G2", "R1", 42.4, -71.1),
+                ("G3", "R2", 34.1, -118.2),
+            ]
+        ],
+    )
+    insert(
+        con,
+        "weather_observed",
+        [
+            weather_row(
+                "G1",
+                n,
+                float(n),
+                severe_alert=(n == 10),
+                precip_mm=30.0 if n == 10 else 0.0,
+                precip_type="rain" if n == 10 else "none",
+            )
+            for n in range(1, 21)
         ]
-    ])
+        + [weather_row("G2", n, 20.0 + n) for n in range(1, 21) if n != 5],
+    )
+    # G1, target 01-10 (observed 10.0): issued at leads 0, 1, 2, 3 and 7
+    insert(
+        con,
+        "weather_forecast",
+        [
+            {
+                "geo_id": "G1",
+                "issue_date": day(10 - lead),
+                "target_date": day(10),
+                "temp_max_c": fc + 5,
+                "temp_min_c": fc - 5,
+                "temp_mean_c": fc,
+                "precip_mm": 0.0,
+            }
+            for lead, fc in [(0, 10.5), (1, 9.0), (2, 50.0), (3, 12.0), (7, 4.0)]
+        ],
+    )
+    insert(
+        con,
+        "macro",
+        [
+            {
+                "region": "R1",
+                "date": d,
+                "cpi": cpi,
+                "disposable_income_index": 100.0,
+                "unemployment_rate_pct": 5.0,
+                "gas_price_per_l": 1.5,
+            }
+            for d, cpi in [(dt.date(2023, 12, 1), 100.0), (day(15), 102.0)]
+        ],
+    )
+    insert(
+        con,
+        "calendar",
+        [
+            {
+                "geo_id": g,
+                "date": day(n),
+                "is_holiday": n == 1,
+                "is_payday": n == 15,
+                "school_in_session": n > 3,
+            }
+            for g in ("G1", "G2")
+            for n in range(1, 21)
+        ]
+        + [
+            {
+                "geo_id": "G3",
+                "date": day(1),
+                "is_holiday": True,
+                "is_payday": False,
+                "school_in_session": False,
+            }
+        ],
+    )
+    insert(
+        con,
+        "products",
+        [
+            {
+                "sku_id": sku,
+                "category_l1": "c",
+                "weather_affinity": "neutral",
+                "lifecycle_stage": "core",
+                "unit_cost": 1.0,
+                "list_price": price,
+            }
+            for sku, price in [("A", 10.0), ("B", 30.0)]
+        ],
+    )
+    # G1: both SKUs 20% off on 01-12..13; A alone 10% off on 01-03 (weighted 2.5%: not a promotion)
+    insert(
+        con,
+        "promotions",
+        [
+            {
+                "geo_id": "G1",
+                "date": day(n),
+                "sku_id": sku,
+                "discount_depth_pct": depth,
+                "price": list_price * (1 - depth / 100),
+            }
+            for n in range(1, 21)
+            for sku, list_price in [("A", 10.0), ("B", 30.0)]
+            for depth in [20.0 if n in (12, 13) else 10.0 if (n == 3 and sku == "A") else 0.0]
+        ],
+    )
+    insert(
+        con,
+        "inventory",
+        [
+            {
+                "geo_id": "G1",
+                "date": day(n),
+                "sku_id": sku,
+                "on_hand_units": 0 if (n == 10 and sku == "A") else 100,
+                "stockout": n == 10 and sku == "A",
+            }
+            for n in range(1, 21)
+            for sku in ("A", "B")
+        ],
+    )
+    # G1 reports totals (and on 01-02 a category row as well); G2 reports two categories
+    insert(
+        con,
+        "sales",
+        [
+            {
+                "geo_id": "G1",
+                "date": day(n),
+                "category_l1": "all",
+                "orders": 5,
+                "units": 10,
+                "revenue": 100.0,
+                "cogs": 50.0,
+                "contribution_margin": 50.0,
+            }
+            for n in range(1, 21)
+        ]
+        + [
+            {
+                "geo_id": "G1",
+                "date": day(2),
+                "category_l1": "c",
+                "orders": 1,
+                "units": 3,
+                "revenue": 30.0,
+                "cogs": 15.0,
+                "contribution_margin": 15.0,
+            }
+        ]
+        + [
+            {
+                "geo_id": "G2",
+                "date": day(n),
+                "category_l1": cat,
+                "orders": 2,
+                "units": units,
+                "revenue": 10.0 * units,
+                "cogs": 5.0 * units,
+                "contribution_margin": 5.0 * units,
+            }
+            for n in range(1, 21)
+            for cat, units in [("a", 4), ("b", 6)]
+        ],
+    )
+    insert(
+        con,
+        "media_spend",
+        [
+            {
+                "geo_id": "G1",
+                "date": day(n),
+                "channel": channel,
+                "channel_group": group,
+                "campaign_id": campaign,
+                "campaign_objective": objective,
+                "pacing_type": pacing,
+                "spend": spend,
+                "planned_spend": planned,
+                "impressions": impressions,
+                "clicks": clicks,
+                "conversions": 2.0,
+                "share_of_voice_pct": sov,
+            }
+            for n in range(1, 21)
+            for channel, group, campaign, objective, pacing, spend, planned, impressions, clicks, sov in [
+                (" Search", "performance", "s1", "prospecting", "always_on", 100.0, 80.0, 20000, 50, 10.0),
+                (
+                    "tv",
+                    "brand",
+                    "t1",
+                    "brand",
+                    "burst",
+                    300.0 if n == 5 else 0.0,
+                    None,
+                    30000 if n == 5 else 0,
+                    0,
+                    30.0,
+                ),
+            ]
+        ],
+    )
 
 
 def run_dbt(warehouse: Path, *args: str) -> None:
@@ -160,8 +328,11 @@ def test_sources_list_the_contract_columns() -> None:
 def test_media_vars_are_the_contract_enumerations() -> None:
     dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
     media = load_contract()["media_spend"]
-    for var, column in [("channel_groups", "channel_group"), ("campaign_objectives", "campaign_objective"),
-                        ("pacing_types", "pacing_type")]:
+    for var, column in [
+        ("channel_groups", "channel_group"),
+        ("campaign_objectives", "campaign_objective"),
+        ("pacing_types", "pacing_type"),
+    ]:
         assert list(media.column(column).allowed) == dbt_vars[var]
 
 
@@ -175,13 +346,23 @@ def test_degree_days(warehouse: Path) -> None:
 def test_lags_stay_within_a_geo_and_respect_gaps(warehouse: Path) -> None:
     # the first day of every geo has no lag (not the previous geo's last day)
     assert row(warehouse, "features.weather_daily", "G2", day(1), "temp_mean_c_lag1") == (None,)
-    assert row(warehouse, "features.weather_daily", "G1", day(8), "temp_mean_c_lag1, temp_mean_c_lag7") == (7.0, 1.0)
+    assert row(warehouse, "features.weather_daily", "G1", day(8), "temp_mean_c_lag1, temp_mean_c_lag7") == (
+        7.0,
+        1.0,
+    )
     # G2 has no 01-05: the lag 1 of 01-06 is missing, its lag 2 is 01-04's value (not shifted)
-    assert row(warehouse, "features.weather_daily", "G2", day(6),
-               "temp_mean_c_lag1, temp_mean_c_lag2, temp_mean_c_lag3") == (None, 24.0, 23.0)
+    assert row(
+        warehouse,
+        "features.weather_daily",
+        "G2",
+        day(6),
+        "temp_mean_c_lag1, temp_mean_c_lag2, temp_mean_c_lag3",
+    ) == (None, 24.0, 23.0)
     # rolling mean over the calendar week 01-03..09 of G2 skips the missing day
     assert row(warehouse, "features.weather_daily", "G2", day(9), "temp_mean_c_avg7d, observed_days_7d") == (
-        pytest.approx((23 + 24 + 26 + 27 + 28 + 29) / 6), 6)
+        pytest.approx((23 + 24 + 26 + 27 + 28 + 29) / 6),
+        6,
+    )
 
 
 def test_anomalies_against_the_geo_climatology(warehouse: Path) -> None:
@@ -196,7 +377,9 @@ def test_anomalies_against_the_geo_climatology(warehouse: Path) -> None:
 
 def test_weather_categories_and_event_windows(warehouse: Path) -> None:
     assert row(warehouse, "features.weather_daily", "G1", day(10), "precip_intensity, precip_is_rain") == (
-        "heavy", True)
+        "heavy",
+        True,
+    )
     flags = "severe_alert_lead1, severe_alert_lag1, severe_alert_pre_window, severe_alert_post_window"
     # alert on 01-10, windows of 3 days
     assert row(warehouse, "features.weather_daily", "G1", day(9), flags) == (True, False, True, False)
@@ -209,9 +392,14 @@ def test_weather_categories_and_event_windows(warehouse: Path) -> None:
 
 def test_forecast_error_sign_and_lead_alignment(warehouse: Path) -> None:
     # observed 10.0; issued 1, 3, 7 days before: 9.0, 12.0, 4.0 (the leads 0 and 2 are not features)
-    got = row(warehouse, "features.weather_forecast_error", "G1", day(10),
-              "temp_mean_c_fc_l1, temp_mean_c_fc_error_l1, temp_mean_c_fc_error_l3, temp_mean_c_fc_error_l7, "
-              "temp_mean_c_fc_revision_l3_l1, temp_mean_c_fc_revision_l7_l3, temp_max_c_fc_error_l1")
+    got = row(
+        warehouse,
+        "features.weather_forecast_error",
+        "G1",
+        day(10),
+        "temp_mean_c_fc_l1, temp_mean_c_fc_error_l1, temp_mean_c_fc_error_l3, temp_mean_c_fc_error_l7, "
+        "temp_mean_c_fc_revision_l3_l1, temp_mean_c_fc_revision_l7_l3, temp_max_c_fc_error_l1",
+    )
     assert got == (9.0, 1.0, -2.0, 6.0, -3.0, 8.0, 1.0)
     assert row(warehouse, "features.weather_forecast_error", "G1", day(9), "temp_mean_c_fc_error_l1") == (None,)
 
@@ -224,20 +412,41 @@ def test_macro_is_forward_filled_from_its_releases(warehouse: Path) -> None:
 
 
 def test_promotion_depth_index_and_windows(warehouse: Path) -> None:
-    columns = "round(weighted_discount_depth_pct, 9), round(price_index, 9), promo_active, pre_promo_window, post_promo_window, " \
-              "days_to_promo, days_since_promo"
-    assert row(warehouse, "features.promo_day", "G1", day(3), columns) == (2.5, 97.5, False, False, False, None, None)
+    columns = (
+        "round(weighted_discount_depth_pct, 9), round(price_index, 9), promo_active, "
+        "pre_promo_window, post_promo_window, days_to_promo, days_since_promo"
+    )
+    assert row(warehouse, "features.promo_day", "G1", day(3), columns) == (
+        2.5,
+        97.5,
+        False,
+        False,
+        False,
+        None,
+        None,
+    )
     assert row(warehouse, "features.promo_day", "G1", day(4), columns)[3:6] == (False, False, None)
     assert row(warehouse, "features.promo_day", "G1", day(5), columns)[3:6] == (True, False, 7)
     assert row(warehouse, "features.promo_day", "G1", day(11), columns)[3:6] == (True, False, 1)
-    assert row(warehouse, "features.promo_day", "G1", day(12), columns) == (20.0, 80.0, True, False, False, 0, 0)
+    assert row(warehouse, "features.promo_day", "G1", day(12), columns) == (
+        20.0,
+        80.0,
+        True,
+        False,
+        False,
+        0,
+        0,
+    )
     assert row(warehouse, "features.promo_day", "G1", day(14), columns)[3:] == (False, True, None, 1)
     assert row(warehouse, "features.promo_day", "G1", day(20), columns)[3:] == (False, True, None, 7)
 
 
 def test_inventory_and_sales(warehouse: Path) -> None:
     assert row(warehouse, "features.inventory_day", "G1", day(10), "stockout_rate, on_hand_units, days_of_cover") == (
-        0.5, 100, 10.0)
+        0.5,
+        100,
+        10.0,
+    )
     # a total row wins over a category row of the same geo-day; categories are summed otherwise
     assert row(warehouse, "features.sales_day", "G1", day(2), "units, revenue") == (10, 100.0)
     assert row(warehouse, "features.sales_day", "G2", day(2), "units, revenue") == (10, 100.0)
@@ -246,30 +455,52 @@ def test_inventory_and_sales(warehouse: Path) -> None:
 def test_media_features(warehouse: Path) -> None:
     channels = query(warehouse, "SELECT DISTINCT channel FROM features.media_channel_day ORDER BY 1")
     assert channels == [("search",), ("tv",)]
-    got = query(warehouse, "SELECT cpm, cpc, cpa, plan_deviation, plan_deviation_pct, paid_sov_pct, pacing_always_on "
-                "FROM features.media_channel_day WHERE geo_id = 'G1' AND date = ? AND channel = 'search'", day(1))
+    got = query(
+        warehouse,
+        "SELECT cpm, cpc, cpa, plan_deviation, plan_deviation_pct, paid_sov_pct, pacing_always_on "
+        "FROM features.media_channel_day WHERE geo_id = 'G1' AND date = ? AND channel = 'search'",
+        day(1),
+    )
     assert got == [(5.0, 2.0, 50.0, 20.0, 25.0, 10.0, True)]
     columns = "spend, spend_group_brand, spend_group_performance, spend_obj_brand, pacing_burst, paid_sov_pct"
-    assert row(warehouse, "features.media_day", "G1", day(5), columns) == (400.0, 300.0, 100.0, 300.0, True, 22.0)
+    assert row(warehouse, "features.media_day", "G1", day(5), columns) == (
+        400.0,
+        300.0,
+        100.0,
+        300.0,
+        True,
+        22.0,
+    )
     assert row(warehouse, "features.media_day", "G1", day(6), columns)[:5] == (100.0, 0.0, 100.0, 0.0, False)
     # a geo-day without media rows has zero spend in geo_day, not NULL
     assert row(warehouse, "features.geo_day", "G2", day(1), "spend, pacing_burst") == (0.0, False)
 
 
 def test_geo_day_has_one_row_per_landing_geo_day(warehouse: Path) -> None:
-    landing = query(warehouse, """
+    landing = query(
+        warehouse,
+        """
         SELECT count(*) FROM (
             SELECT geo_id, date FROM raw.weather_observed UNION SELECT geo_id, date FROM raw.calendar
-            UNION SELECT geo_id, date FROM raw.sales UNION SELECT geo_id, date FROM raw.media_spend)""")
+            UNION SELECT geo_id, date FROM raw.sales UNION SELECT geo_id, date FROM raw.media_spend)""",
+    )
     assert landing == [(41,)]  # G1 20, G2 20 (calendar covers 01-05), G3 1
     assert query(warehouse, "SELECT count(*), count(DISTINCT (geo_id, date)) FROM features.geo_day") == [(41, 41)]
-    assert row(warehouse, "features.geo_day", "G3", day(1), "region, is_holiday, temp_mean_c") == ("R2", True, None)
+    assert row(warehouse, "features.geo_day", "G3", day(1), "region, is_holiday, temp_mean_c") == (
+        "R2",
+        True,
+        None,
+    )
 
 
 def test_geo_week_aggregates_days(warehouse: Path) -> None:
     # ISO week of Monday 2024-01-08: 7 days, G1 spend 100 a day, revenue 100 a day, alert on 01-10
-    got = query(warehouse, "SELECT days, spend, revenue, severe_alert_days, temp_mean_c FROM features.geo_week "
-                "WHERE geo_id = 'G1' AND week_start = ?", day(8))
+    got = query(
+        warehouse,
+        "SELECT days, spend, revenue, severe_alert_days, temp_mean_c FROM features.geo_week "
+        "WHERE geo_id = 'G1' AND week_start = ?",
+        day(8),
+    )
     assert got == [(7, 700.0, 700.0, 1, 11.0)]
 
 
@@ -282,7 +513,10 @@ def test_new_day_rebuilds_only_its_window(warehouse: Path) -> None:
         con.execute("UPDATE features.weather_daily SET humidity_pct = -1 WHERE geo_id = 'G1' AND date = ?", [day(1)])
         insert(con, "weather_observed", [weather_row("G1", 21, 21.0, severe_alert=True)])
     run_dbt(warehouse, "build", "--select", "tag:daily", "--vars", window_vars(day(21), day(21)))
-    assert row(warehouse, "features.weather_daily", "G1", day(21), "temp_mean_c_lag1, temp_mean_c_lag7") == (20.0, 14.0)
+    assert row(warehouse, "features.weather_daily", "G1", day(21), "temp_mean_c_lag1, temp_mean_c_lag7") == (
+        20.0,
+        14.0,
+    )
     # the day before learns that an alert follows it (the write window reaches back lead_days)
     assert row(warehouse, "features.weather_daily", "G1", day(20), "severe_alert_lead1") == (True,)
     assert row(warehouse, "features.weather_daily", "G1", day(1), "humidity_pct") == (-1.0,)

@@ -64,11 +64,13 @@ def cluster_climates(profiles: pl.DataFrame, k_max: int = 8, seed: int = 0) -> C
     temperature = profiles.select(pl.selectors.starts_with("temp_mean_normal_c")).to_numpy().mean(axis=1)
     order = sorted(set(labels), key=lambda label: (np.nanmean(temperature[labels == label]), label))
     renumber = {label: rank for rank, label in enumerate(order)}
-    assignments = pl.DataFrame({
-        "geo_id": geo_ids,
-        "cluster_id": [renumber[label] for label in labels],
-        "silhouette": per_geo,
-    })
+    assignments = pl.DataFrame(
+        {
+            "geo_id": geo_ids,
+            "cluster_id": [renumber[label] for label in labels],
+            "silhouette": per_geo,
+        }
+    )
     return ClimateClusters(assignments=assignments, k=k, silhouette_by_k=scores)
 
 
@@ -77,6 +79,8 @@ def write_geo_clusters(con: duckdb.DuckDBPyConnection, k_max: int = 8, seed: int
     climatology = con.sql("SELECT * FROM features.weather_climatology").pl()
     clusters = cluster_climates(climate_profiles(climatology), k_max=k_max, seed=seed)
     assignments = clusters.assignments.with_columns(pl.lit(clusters.k).alias("k"))
+    con.register("assignments", assignments)
     con.execute("CREATE SCHEMA IF NOT EXISTS features")
     con.execute("CREATE OR REPLACE TABLE features.geo_cluster AS SELECT * FROM assignments")
+    con.unregister("assignments")
     return clusters

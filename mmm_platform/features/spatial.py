@@ -35,8 +35,15 @@ def neighbor_weights(geo: pl.DataFrame, k: int = 5, bandwidth_km: float | None =
     distances = haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
     k = min(k, len(ids) - 1)
     if k < 1:
-        return pl.DataFrame(schema={"geo_id": pl.String, "neighbor_geo_id": pl.String, "rank": pl.Int64,
-                                    "distance_km": pl.Float64, "weight": pl.Float64})
+        return pl.DataFrame(
+            schema={
+                "geo_id": pl.String,
+                "neighbor_geo_id": pl.String,
+                "rank": pl.Int64,
+                "distance_km": pl.Float64,
+                "weight": pl.Float64,
+            }
+        )
     np.fill_diagonal(distances, np.inf)
     # ties broken by geo_id (the sort above), so the neighbours are deterministic
     nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
@@ -47,13 +54,15 @@ def neighbor_weights(geo: pl.DataFrame, k: int = 5, bandwidth_km: float | None =
     # a geo whose neighbours are all far beyond the bandwidth still gets the nearest ones, equally
     kernel = np.where(kernel.sum(axis=1, keepdims=True) > 0, kernel, 1.0)
     weights = kernel / kernel.sum(axis=1, keepdims=True)
-    return pl.DataFrame({
-        "geo_id": np.repeat(ids, k),
-        "neighbor_geo_id": [ids[j] for j in nearest.ravel()],
-        "rank": np.tile(np.arange(1, k + 1), len(ids)),
-        "distance_km": nearest_km.ravel(),
-        "weight": weights.ravel(),
-    })
+    return pl.DataFrame(
+        {
+            "geo_id": np.repeat(ids, k),
+            "neighbor_geo_id": [ids[j] for j in nearest.ravel()],
+            "rank": np.tile(np.arange(1, k + 1), len(ids)),
+            "distance_km": nearest_km.ravel(),
+            "weight": weights.ravel(),
+        }
+    )
 
 
 def spatial_smooth(
@@ -74,8 +83,11 @@ def spatial_smooth(
     Returns *by, geo_id, value, neighbor_mean, smoothed.
     """
     keys = [*by, "geo_id"]
-    own = values.select(*keys, pl.col(value).alias("own"),
-                        (pl.col(evidence) if evidence else pl.lit(1.0)).cast(pl.Float64).alias("n"))
+    own = values.select(
+        *keys,
+        pl.col(value).alias("own"),
+        (pl.col(evidence) if evidence else pl.lit(1.0)).cast(pl.Float64).alias("n"),
+    )
     neighbours = own.filter(pl.col("own").is_not_null()).rename({"geo_id": "neighbor_geo_id"})
     pooled = (
         weights.join(neighbours, on="neighbor_geo_id")
@@ -89,10 +101,14 @@ def spatial_smooth(
         grid.join(own, on=keys, how="left")
         .join(pooled, on=keys, how="left")
         .with_columns(
-            pl.when(pl.col("own").is_null()).then(pl.col("neighbor_mean"))
-            .when(pl.col("neighbor_mean").is_null()).then(pl.col("own"))
-            .otherwise((pl.col("n") * pl.col("own") + prior_strength * pl.col("neighbor_mean"))
-                       / (pl.col("n") + prior_strength))
+            pl.when(pl.col("own").is_null())
+            .then(pl.col("neighbor_mean"))
+            .when(pl.col("neighbor_mean").is_null())
+            .then(pl.col("own"))
+            .otherwise(
+                (pl.col("n") * pl.col("own") + prior_strength * pl.col("neighbor_mean"))
+                / (pl.col("n") + prior_strength)
+            )
             .alias("smoothed")
         )
     )
@@ -103,6 +119,8 @@ def write_geo_neighbors(con: duckdb.DuckDBPyConnection, k: int = 5, bandwidth_km
     """Replace features.geo_neighbors with the neighbour weights of the geos in staging.stg_geo."""
     geo = con.sql("SELECT geo_id, latitude, longitude FROM staging.stg_geo").pl()
     neighbors = neighbor_weights(geo, k=k, bandwidth_km=bandwidth_km)
+    con.register("neighbors", neighbors)
     con.execute("CREATE SCHEMA IF NOT EXISTS features")
     con.execute("CREATE OR REPLACE TABLE features.geo_neighbors AS SELECT * FROM neighbors")
+    con.unregister("neighbors")
     return neighbors

@@ -70,6 +70,6 @@ select
     {%- endfor %}
 from with_macro
 {%- for family, relation in families.items() %}
-left join {{ relation }} as {{ family }}
+left join (select * from {{ relation }} where {{ in_write_window('date') }}) as {{ family }}
     on {{ family }}.geo_id = with_macro.geo_id and {{ family }}.date = with_macro.date
 {%- endfor %}

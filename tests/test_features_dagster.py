@@ -1,0 +1,142 @@
+"""The Dagster wiring of the feature marts, materialized in-process over a tiny warehouse: dbt
+models become assets keyed by table, dbt tests become asset checks, a partition run passes its
+window to dbt and writes only that window, and the Python feature assets write their tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
+
+from mmm_platform.contracts import load_contract
+from mmm_platform.defs.features.assets import dbt_feature_assets, geo_cluster, geo_neighbors, window_vars
+from mmm_platform.defs.features.project import dbt_project
+from mmm_platform.ingest.warehouse import ensure_warehouse
+
+START = dt.date(2024, 1, 1)
+DAYS = 60
+#: two cold geos in the north-east, two warm ones in the south-west
+GEOS = {
+    "NE1": (42.4, -71.1, 0.0),
+    "NE2": (40.7, -74.0, 2.0),
+    "SW1": (33.4, -112.1, 22.0),
+    "SW2": (34.1, -118.2, 20.0),
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("dagster_features") / "warehouse.duckdb"
+    geo = pl.DataFrame(
+        [
+            {
+                "geo_id": g,
+                "geo_name": g,
+                "dma": g,
+                "region": g[:2],
+                "latitude": lat,
+                "longitude": lon,
+                "population": 1000,
+                "population_density": 10.0,
+            }
+            for g, (lat, lon, _) in GEOS.items()
+        ]
+    )
+    weather = pl.DataFrame(
+        [
+            {
+                "geo_id": g,
+                "date": START + dt.timedelta(days=i),
+                "temp_max_c": t + 5,
+                "temp_min_c": t - 5,
+                "temp_mean_c": t + i % 3,
+                "feels_like_c": t,
+                "humidity_pct": 50.0,
+                "dew_point_c": t - 5,
+                "wind_speed_kmh": 5.0,
+                "uv_index": 2.0,
+                "precip_mm": 1.0,
+                "precip_type": "rain",
+                "snowfall_cm": 0.0,
+                "air_quality_index": 30.0,
+                "severe_alert": False,
+            }
+            for g, (_, _, t) in GEOS.items()
+            for i in range(DAYS)
+        ]
+    )
+    with duckdb.connect(str(path)) as con:
+        ensure_warehouse(con, load_contract())
+        for table, frame in [("geo", geo), ("weather_observed", weather)]:
+            con.register("frame", frame)
+            con.execute(f"INSERT INTO raw.{table} BY NAME SELECT * FROM frame")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMM_WAREHOUSE", str(path))  # the dbt subprocesses read it from profiles.yml
+        yield path
+
+
+def resources(warehouse: Path) -> dict[str, object]:
+    return {"dbt": DbtCliResource(project_dir=dbt_project), "duckdb": DuckDBResource(database=str(warehouse))}
+
+
+def count(warehouse: Path, sql: str) -> tuple:
+    with duckdb.connect(str(warehouse)) as con:
+        return con.execute(sql).fetchone()
+
+
+def test_dbt_models_are_assets_keyed_by_table_with_checks() -> None:
+    daily, static = dbt_feature_assets()
+    assert dg.AssetKey(["features", "geo_day"]) in daily.keys
+    assert dg.AssetKey(["staging", "stg_weather_observed"]) in daily.keys
+    assert {
+        dg.AssetKey(["features", "weather_climatology"]),
+        dg.AssetKey(["staging", "stg_geo"]),
+    } <= static.keys
+    assert not daily.keys & static.keys
+    assert daily.partitions_def is not None and static.partitions_def is None
+    assert all(spec.group_name == "features" for spec in [*daily.specs, *static.specs])
+    # sources are the ingestion assets; dbt tests are checks on the models
+    assert (
+        dg.AssetKey(["raw", "weather_observed"]) in daily.asset_deps[dg.AssetKey(["staging", "stg_weather_observed"])]
+    )
+    assert (
+        dg.AssetCheckKey(dg.AssetKey(["features", "geo_day"]), "matches_landing_geo_days_geo_day_") in daily.check_keys
+    )
+
+
+def test_partition_window_becomes_inclusive_dbt_vars() -> None:
+    window = dg.TimeWindow(dt.datetime(2024, 2, 1), dt.datetime(2024, 2, 4))
+    assert window_vars(window) == {"min_date": "2024-02-01", "max_date": "2024-02-03"}
+
+
+def test_materialize_the_features_for_a_day(warehouse: Path) -> None:
+    daily, static = dbt_feature_assets()
+    last = START + dt.timedelta(days=DAYS - 1)
+    # one run: the unpartitioned assets, then the newest daily partition downstream of them
+    result = dg.materialize(
+        [static, geo_cluster, geo_neighbors, daily], partition_key=last.isoformat(), resources=resources(warehouse)
+    )
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    checked = {c.asset_key for c in checks}
+    assert {dg.AssetKey(["features", "geo_day"]), dg.AssetKey(["features", "weather_climatology"])} <= checked
+    assert all(c.passed for c in checks)
+
+    assert count(warehouse, "SELECT count(DISTINCT geo_id), max(k) FROM features.geo_cluster") == (4, 2)
+    cold = "SELECT list(geo_id ORDER BY geo_id) FROM features.geo_cluster WHERE cluster_id = 0"
+    assert count(warehouse, cold) == (["NE1", "NE2"],)  # the two cold geos share the first cluster
+    assert count(warehouse, "SELECT count(*), round(sum(weight), 9) FROM features.geo_neighbors") == (12, 4.0)
+    # a first run of the newest partition writes its window only: the day and the lead_days (7) before it
+    assert count(warehouse, "SELECT count(*), min(date), max(date) FROM features.weather_daily") == (
+        4 * 8,
+        last - dt.timedelta(days=7),
+        last,
+    )
+    assert count(warehouse, "SELECT count(*) FROM features.geo_day") == (4 * 8,)
