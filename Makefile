@@ -5,7 +5,9 @@ BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export GX_ANALYTICS_ENABLED := false
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# runs started by make show in the UI's history; the tests use throw-away instances
+demo run ingest dev: export DAGSTER_HOME := $(DAGSTER_HOME)
 
 .PHONY: setup demo run ingest test lint dev bench clean
 

@@ -7,11 +7,12 @@ import argparse
 import datetime as dt
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from mmm_platform.config import get_settings
+from mmm_platform.config import PROJECT_ROOT, get_settings
 
 log = logging.getLogger("mmm_platform.cli")
 
@@ -19,10 +20,18 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _instance():  # -> dg.DagsterInstance
-    """The instance of DAGSTER_HOME when set (runs then show in the UI), else an ephemeral one."""
+    """The instance of DAGSTER_HOME when set (runs then show in the UI), else an ephemeral one.
+    A DAGSTER_HOME that does not exist yet is created with the project's dagster.yaml (pools)."""
     import dagster as dg
 
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    config = Path(home) / "dagster.yaml"
+    if not config.exists():
+        config.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
+    return dg.DagsterInstance.get()
 
 
 def _date(value: str) -> dt.date:

@@ -111,6 +111,12 @@ def write(df: pl.DataFrame, path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def throwaway_dagster_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run on ephemeral Dagster instances, whatever DAGSTER_HOME the shell has."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
 @pytest.fixture
 def contract() -> Contract:
     return load_contract()

@@ -177,3 +177,13 @@ def test_cli_ingest_exit_codes_and_messages(env, capsys, caplog):
 def test_cli_refuses_a_missing_landing_zone(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("MMM_LANDING_DIR", str(tmp_path / "nope"))
     assert main(["ingest"]) == 2
+
+
+def test_cli_records_runs_in_dagster_home_with_the_pool_limit(env, monkeypatch, tmp_path: Path):
+    home = tmp_path / "dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main(["ingest", "--start", DAYS[0].isoformat(), "--end", DAYS[0].isoformat()]) == 0
+    instance = dg.DagsterInstance.get()
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    (run,) = instance.get_runs()
+    assert run.job_name == "ingest" and run.tags["dagster/asset_partition_range_start"] == DAYS[0].isoformat()

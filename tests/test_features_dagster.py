@@ -94,7 +94,7 @@ def count(warehouse: Path, sql: str) -> tuple:
 def test_dbt_models_are_assets_keyed_by_table_with_checks() -> None:
     daily, static = dbt_feature_assets()
     assert dg.AssetKey(["features", "geo_day"]) in daily.keys
-    assert dg.AssetKey(["staging", "stg_weather_observed"]) in daily.keys
+    assert dg.AssetKey(["staging", "stg_weather_observed"]) in static.keys
     assert {
         dg.AssetKey(["features", "weather_climatology"]),
         dg.AssetKey(["staging", "stg_geo"]),
@@ -104,7 +104,7 @@ def test_dbt_models_are_assets_keyed_by_table_with_checks() -> None:
     assert all(spec.group_name == "features" for spec in [*daily.specs, *static.specs])
     # sources are the ingestion assets; dbt tests are checks on the models
     assert (
-        dg.AssetKey(["raw", "weather_observed"]) in daily.asset_deps[dg.AssetKey(["staging", "stg_weather_observed"])]
+        dg.AssetKey(["raw", "weather_observed"]) in static.asset_deps[dg.AssetKey(["staging", "stg_weather_observed"])]
     )
     assert (
         dg.AssetCheckKey(dg.AssetKey(["features", "geo_day"]), "matches_landing_geo_days_geo_day_") in daily.check_keys
