@@ -73,9 +73,9 @@ def main() -> int:
 
     from mmm_platform.config import get_settings
     from mmm_platform.contracts import load_contract
-    from mmm_platform.defs.partitions import range_tags
     from mmm_platform.defs.features.assets import dbt_feature_assets, geo_cluster, geo_neighbors
     from mmm_platform.defs.features.project import dbt_project, ensure_manifest
+    from mmm_platform.defs.partitions import range_tags
     from mmm_platform.ingest.load import Window, ingest_table
     from mmm_platform.simulate import WorldConfig, simulate
 
