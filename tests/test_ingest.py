@@ -319,3 +319,25 @@ def test_in_progress_uploads_are_skipped(contract, landing, warehouse):
     result = ingest(con, contract, landing, "geo")
     result = ingest(con, contract, landing, "sales")
     assert [f.file.name for f in result.files] == ["sales/sales.csv"]
+
+
+def test_grouped_checks_give_the_same_verdicts_as_file_by_file(contract, landing, warehouse):
+    """check_files counts same-format files in one scan; its verdicts must equal check_file's."""
+    con = warehouse()
+    load_all(con, contract, landing)
+    for name, (file_name, make, _) in BAD_FILES.items():
+        if name not in ("link out of the landing zone", "not a data file", "leading dash in file name"):
+            make(landing / "sales" / f"{name.replace(' ', '_')}_{file_name}")
+    write(sales_frame(), landing / "sales" / "good_copy.parquet")
+    from mmm_platform.ingest.landing import scan_table
+    from mmm_platform.ingest.load import check_file, check_files
+    from mmm_platform.quality.rules import contract_rules
+
+    table, rules = contract["sales"], contract_rules(contract["sales"], PARTITION_START)
+    files = scan_table(landing, "sales")
+    grouped = [r for r, _ in check_files(con, files, table, rules, TODAY)]
+    single = [check_file(con, f, table, rules, TODAY)[0] for f in files]
+    assert [(r.file.name, r.status, r.reason, r.n_rows, r.min_date) for r in grouped] == [
+        (r.file.name, r.status, r.reason, r.n_rows, r.min_date) for r in single
+    ]
+    assert sum(r.accepted for r in grouped) == 2  # sales.csv and good_copy.parquet

@@ -15,12 +15,12 @@ from mmm_platform.ingest.load import UnreadableFile, reader_sql, source_columns,
 
 def _dates_sql(file: LandingFile, table: Table, con: duckdb.DuckDBPyConnection, agg: str) -> list:
     col = table.column(table.partition_column)
-    source = source_columns(con, file)
+    source = source_columns(con, [file])
     if col.name not in source:
         raise UnreadableFile(f"no {col.name} column")
     expr = typed_expr(col, source[col.name])
     return con.execute(
-        f"SELECT {agg} FROM (SELECT {expr} AS d FROM {reader_sql(file, False)}) WHERE d IS NOT NULL"
+        f"SELECT {agg} FROM (SELECT {expr} AS d FROM {reader_sql([file])}) WHERE d IS NOT NULL"
     ).fetchall()
 
 
