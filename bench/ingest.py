@@ -64,6 +64,20 @@ def child_plain(landing: Path, warehouse: Path) -> dict:
     return {"rows": rows, "seconds": time.perf_counter() - t0}
 
 
+def child_world(landing: Path, geos: int, days: int, file_format: str) -> dict:
+    from mmm_platform.simulate import WorldConfig, simulate, write_landing
+
+    t0 = time.perf_counter()
+    world = simulate(WorldConfig(n_geos=geos, n_days=days))
+    files = write_landing(world, landing, file_format=file_format)
+    return {
+        "rows": sum(t.height for t in world.tables.values()),
+        "files": len(files),
+        "mib": sum(p.stat().st_size for p in files) / 2**20,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def measure(method: str, landing: Path, workdir: Path) -> dict:
     """Run one method in a child process; its peak RSS comes from the kernel (wait4)."""
     warehouse = workdir / f"{method}.duckdb"
@@ -98,27 +112,32 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=730)
     ap.add_argument("--format", choices=["parquet", "csv", "mixed"], default="parquet")
     ap.add_argument("--repeat", type=int, default=2, help="runs per method; the best is reported")
-    ap.add_argument("--child", choices=["platform", "plain"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["platform", "plain", "world"], help=argparse.SUPPRESS)
     ap.add_argument("--landing", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--warehouse", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.child == "world":
+        print(json.dumps(child_world(a.landing, a.geos, a.days, a.format)))
+        return
     if a.child:
         fn = child_platform if a.child == "platform" else child_plain
         print(json.dumps(fn(a.landing, a.warehouse)))
         return
 
-    from mmm_platform.simulate import WorldConfig, simulate, write_landing
-
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
-        t0 = time.perf_counter()
-        world = simulate(WorldConfig(n_geos=a.geos, n_days=a.days))
-        files = write_landing(world, workdir / "landing", file_format=a.format)
-        n_rows = sum(t.height for t in world.tables.values())
-        size_mb = sum(p.stat().st_size for p in files) / 2**20
+        # the world is made in a child too, so this process stays small and each measured child
+        # starts from a small parent (a child's peak RSS counts what it inherited at fork)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", "world", "--landing", str(workdir / "landing"),
+             "--geos", str(a.geos), "--days", str(a.days), "--format", a.format],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        world = json.loads(out.strip().splitlines()[-1])
+        n_rows = world["rows"]
         print(
-            f"world: {a.geos} geos x {a.days} days, {n_rows:,} rows in {len(files)} {a.format} files "
-            f"({size_mb:.0f} MiB), simulated and written in {time.perf_counter() - t0:.1f}s"
+            f"world: {a.geos} geos x {a.days} days, {n_rows:,} rows in {world['files']} {a.format} files "
+            f"({world['mib']:.0f} MiB), simulated and written in {world['seconds']:.1f}s"
         )
         best: dict[str, dict] = {}
         for i in range(a.repeat):
