@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # `make dev` keeps its instance in .dagster_home. The command-line targets run on a throw-away
 # instance unless DAGSTER_HOME is set in the shell: a two-year load records one materialization
-# per asset and day, which a SQLite instance on disk writes about ten times slower (docs/operations.md).
+# per asset and day, which a SQLite instance on disk commits one by one (minutes; docs/operations.md).
 dev: export DAGSTER_HOME := $(DAGSTER_HOME)
 
 .PHONY: setup demo run ingest test lint dev bench clean
