@@ -13,7 +13,7 @@ from mmm_platform.contracts import Table, load_contract
 from mmm_platform.defs.partitions import PARTITION_TAG, RANGE_END, RANGE_START, daily_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL
 from mmm_platform.ingest.load import LoadResult, Window, ingest_table
-from mmm_platform.quality.checks import CHECKS, CheckContext, CheckSpec, null_coverage, read_window
+from mmm_platform.quality.checks import CHECKS, CheckContext, CheckSpec, null_coverage
 
 GEO_KEY = dg.AssetKey(["raw", "geo"])
 
@@ -91,7 +91,7 @@ def build_raw_asset(table: Table) -> dg.AssetsDefinition:
                 partition_start=settings.partition_start,
             )
             ctx = CheckContext(con, table, window, dt.date.today(), settings.partition_start, settings.freshness_days)
-            coverage = null_coverage(read_window(ctx), table)
+            coverage = null_coverage(ctx)
             total = con.execute(f'SELECT count(*) FROM raw."{table.name}"').fetchone()[0]
             latest = (
                 con.execute(f'SELECT max("{table.partition_column}") FROM raw."{table.name}"').fetchone()[0]

@@ -107,17 +107,21 @@ def contract(ctx: CheckContext) -> CheckOutcome:
     )
 
 
-def null_coverage(df: pd.DataFrame, table: Table) -> dict[str, float]:
-    """Share of non-null values per contract column (1.0 for an empty window)."""
-    if df.empty:
-        return {c: 1.0 for c in table.column_names}
-    return {c: float(df[c].notna().mean()) if c in df else 0.0 for c in table.column_names}
+def null_coverage(ctx: CheckContext) -> dict[str, float]:
+    """Share of non-null values per contract column in the window (1.0 for an empty window),
+    counted in DuckDB so the ingestion asset can report it without reading the rows."""
+    cols = ctx.table.column_names
+    counts = ", ".join(f"count({quote(c)})" for c in cols)
+    n, *filled = ctx.con.execute(
+        f"SELECT count(*), {counts} FROM {raw_table(ctx.table)} WHERE {_where(ctx)}"
+    ).fetchone()
+    return {c: (f / n if n else 1.0) for c, f in zip(cols, filled, strict=True)}
 
 
 def quality_warnings(ctx: CheckContext) -> CheckOutcome:
     df = read_window(ctx)
     details, meta = _suite_check(ctx, df, "warn")
-    coverage = null_coverage(df, ctx.table)
+    coverage = null_coverage(ctx)
     for col, floor in load_suite(ctx.table.name).min_coverage.items():
         if coverage.get(col, 0.0) < floor:
             details.append(f"{ctx.table.name}: column {col} is {coverage.get(col, 0.0):.0%} filled, below {floor:.0%}")
