@@ -9,5 +9,5 @@ COPY assets ./assets
 COPY dbt_project ./dbt_project
 RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir -c constraints.txt . \
     && .venv/bin/python -m mmm_platform.defs.features.project
-COPY dagster.yaml workspace.yaml ./
+COPY deploy/local/dagster.yaml workspace.yaml ./
 EXPOSE 3000

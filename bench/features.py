@@ -39,7 +39,7 @@ import polars as pl
 
 def load_raw(warehouse: Path, tables: dict[str, pl.DataFrame]) -> None:
     from mmm_platform.contracts import load_contract
-    from mmm_platform.ingest.warehouse import ensure_warehouse
+    from mmm_platform.warehouse import ensure_warehouse
 
     with duckdb.connect(str(warehouse)) as con:
         ensure_warehouse(con, load_contract())

@@ -16,6 +16,8 @@ import yaml
 from mmm_platform.config import ASSETS_DIR
 
 CONTRACT_PATH = ASSETS_DIR / "contracts" / "landing_contract.yaml"
+#: platform rules the shared contract states in prose (future target dates, forecast leads)
+PLATFORM_RULES_PATH = ASSETS_DIR / "contracts" / "platform_rules.yaml"
 
 #: contract type -> DuckDB type
 DUCKDB_TYPES = {
@@ -26,9 +28,6 @@ DUCKDB_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMP",
 }
-
-#: the largest lead a forecast may have (target_date - issue_date), in days
-MAX_FORECAST_LEAD_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -47,21 +46,32 @@ class Column:
 
 
 @dataclass(frozen=True)
+class LeadDays:
+    """`to - from` in days must lie in [min, max] (a forecast's lead)."""
+
+    start: str
+    end: str
+    min: int
+    max: int
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     required: bool = True
-    #: the date column that places a row in a daily partition; None for dimensions
+    #: the date column that places a row in a partition; None for dimensions
     partition_column: str | None = None
+    #: date columns that may lie after today (forecast target dates)
+    future_dates_allowed: tuple[str, ...] = ()
+    lead_days: LeadDays | None = None
+    #: days after which the newest date is stale: None for MMM_FRESHNESS_DAYS, 0 for never
+    freshness_days: int | None = None
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
-
-    @property
-    def required_columns(self) -> list[Column]:
-        return [c for c in self.columns if c.required]
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -100,7 +110,32 @@ def _partition_column(name: str, spec: dict) -> str | None:
     return None
 
 
-def parse_contract(doc: dict) -> Contract:
+def _lead(name: str, spec: dict | None, columns: set[str]) -> LeadDays | None:
+    if spec is None:
+        return None
+    lead = LeadDays(spec["from"], spec["to"], int(spec["min"]), int(spec["max"]))
+    if not {lead.start, lead.end} <= columns:
+        raise ValueError(f"platform rules, table {name}: lead_days names undeclared columns")
+    return lead
+
+
+def _freshness(name: str, value: object) -> int | None:
+    """`off` (YAML reads it as False) -> 0: never stale; a number of days; absent -> the default."""
+    if value is None:
+        return None
+    if value is False:
+        return 0
+    if isinstance(value, int) and value > 0:
+        return value
+    raise ValueError(f"platform rules, table {name}: freshness_days must be a positive number of days or off")
+
+
+def parse_contract(doc: dict, platform: dict | None = None) -> Contract:
+    """The contract's tables, with the platform rules of `platform` (platform_rules.yaml) merged in."""
+    extra = (platform or {}).get("tables", {})
+    unknown_tables = set(extra) - set(doc["tables"])
+    if unknown_tables:
+        raise ValueError(f"platform rules name tables the contract lacks: {sorted(unknown_tables)}")
     tables = {}
     for name, spec in doc["tables"].items():
         columns = tuple(
@@ -121,16 +156,34 @@ def parse_contract(doc: dict) -> Contract:
         missing_key = set(spec["key"]) - {c.name for c in columns}
         if missing_key:
             raise ValueError(f"contract table {name}: key columns {sorted(missing_key)} not declared")
+        rules = extra.get(name, {})
+        names = {c.name for c in columns}
+        future = tuple(rules.get("future_dates_allowed", ()))
+        if not set(future) <= names:
+            raise ValueError(f"platform rules, table {name}: future_dates_allowed names undeclared columns")
         tables[name] = Table(
             name=name,
             key=tuple(spec["key"]),
             columns=columns,
             required=spec.get("required", True) is not False,
             partition_column=_partition_column(name, spec),
+            future_dates_allowed=future,
+            lead_days=_lead(name, rules.get("lead_days"), names),
+            freshness_days=_freshness(name, rules.get("freshness_days")),
         )
     return Contract(version=int(doc.get("version", 1)), tables=tables)
 
 
 @cache
-def load_contract(path: Path = CONTRACT_PATH) -> Contract:
-    return parse_contract(yaml.safe_load(Path(path).read_text()))
+def load_contract(path: Path = CONTRACT_PATH, platform_rules: Path = PLATFORM_RULES_PATH) -> Contract:
+    platform = _yaml(Path(platform_rules)) if Path(platform_rules).exists() else None
+    return parse_contract(_yaml(Path(path)), platform)
+
+
+def _yaml(path: Path) -> dict:
+    """libyaml's loader where it is built in: ten times faster than the pure-Python one."""
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+#: the largest lead a forecast may have (target_date - issue_date), in days
+MAX_FORECAST_LEAD_DAYS = load_contract()["weather_forecast"].lead_days.max

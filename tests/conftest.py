@@ -14,6 +14,9 @@ import pytest
 from mmm_platform.contracts import Contract, load_contract
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# before any test module imports the Dagster definitions: their partitions start here, not where
+# whatever landing zone the working directory holds starts
+os.environ["MMM_PARTITION_START"] = "2020-01-01"
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(4)]
 GEOS = ["g01", "g02"]
@@ -112,9 +115,9 @@ def write(df: pl.DataFrame, path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def throwaway_dagster_instance(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests run on ephemeral Dagster instances, whatever DAGSTER_HOME the shell has."""
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+def throwaway_dagster_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test records its CLI runs in its own Dagster instance, whatever DAGSTER_HOME the shell has."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
 
 
 @pytest.fixture

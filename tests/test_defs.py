@@ -1,5 +1,6 @@
 """The Dagster wiring, in process: definitions load, blocking checks stop downstream work, the
-sensor requests exactly the touched partitions, single-run backfills, the schedule and the CLI."""
+sensor requests the fewest runs for what new files touch, single-run backfills, the schedule, and
+the command line (incremental runs recorded in DAGSTER_HOME, progress lines and a summary)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ import pytest
 from mmm_platform.cli import main
 from mmm_platform.contracts import load_contract
 from mmm_platform.defs.automation import daily_ingest_schedule, weather_files_sensor
-from mmm_platform.defs.partitions import range_tags
-from mmm_platform.defs.raw import raw_assets, raw_checks
+from mmm_platform.defs.partitions import RANGE_END, RANGE_START, monthly_partitions, range_tags
+from mmm_platform.defs.raw import LANDING_ZONE_KEY, raw_assets, raw_checks
 from mmm_platform.defs.resources import DUCKDB_POOL
 from mmm_platform.quality.checks import CHECKS
 
 from conftest import DAYS, forecast_frame, sales_frame, weather_frame, write
+
+MARCH = "2024-03-01"
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +43,15 @@ def test_every_landing_table_is_an_asset_with_its_checks(definitions):
         checks = {k.name for k in graph.get(key).check_keys}
         assert checks == {c.name for c in CHECKS}
         assert (graph.get(key).partitions_def is not None) == table.is_partitioned
+    assert {k.name for k in graph.get(LANDING_ZONE_KEY).check_keys} == {"landing_zone_layout"}
     blocking = {c.name for c in CHECKS if c.blocking}
     assert blocking == {"landing_files_accepted", "contract"}
     assert all(a.op.pool == DUCKDB_POOL for a in raw_assets)
     assert all(c.node_def.pool == DUCKDB_POOL for c in raw_checks)
+    # monthly partitions from MMM_PARTITION_START (conftest), steps in one process
+    assert isinstance(monthly_partitions, dg.MonthlyPartitionsDefinition)
+    assert monthly_partitions.get_first_partition_key() == "2020-01-01"
+    assert definitions.resolve_job_def("ingest").executor_def.name == "in_process"
 
 
 def _run(definitions, start: dt.date, end: dt.date, selection=None) -> dg.ExecuteInProcessResult:
@@ -60,16 +68,18 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {f"{e.asset_key.path[-1]}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
 
-def test_single_run_backfill_loads_every_partition(definitions, env, tmp_path):
-    result = _run(definitions, DAYS[0], DAYS[-1])
+def test_single_run_backfill_loads_every_partition(definitions, env):
+    april = [dt.date(2024, 4, 2), dt.date(2024, 4, 3)]
+    write(sales_frame(april), env / "sales" / "sales_april.parquet")
+    result = _run(definitions, DAYS[0], april[-1])
     assert result.success
     mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     sales_parts = sorted(m.partition for m in mats if m.asset_key.path[-1] == "sales")
-    assert sales_parts == [d.isoformat() for d in DAYS]  # one run, four partitions
+    assert sales_parts == [MARCH, "2024-04-01"]  # one run, two monthly partitions
     checks = _checks(result)
     assert checks["sales:landing_files_accepted"] and checks["sales:contract"]
     con = duckdb.connect(os.environ["MMM_WAREHOUSE"], read_only=True)
-    assert con.execute("SELECT count(*) FROM raw.sales").fetchone()[0] == 8
+    assert con.execute("SELECT count(*) FROM raw.sales").fetchone()[0] == 8 + 4
 
 
 def test_refused_file_fails_its_blocking_check_and_names_it(definitions, env):
@@ -82,12 +92,14 @@ def test_refused_file_fails_its_blocking_check_and_names_it(definitions, env):
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     problems = failed.metadata["problems"].value
     assert "sales/zz_bad.csv" in problems and "range:revenue" in problems and "2 row(s)" in problems
-    # a partition the bad file does not touch passes
-    ok = _run(definitions, DAYS[3], DAYS[3], selection=[dg.AssetKey(["raw", "sales"])])
+    # a month the bad file does not touch passes
+    april = dt.date(2024, 4, 2)
+    write(sales_frame([april]), env / "sales" / "sales_april.parquet")
+    ok = _run(definitions, april, april, selection=[dg.AssetKey(["raw", "sales"])])
     assert _checks(ok)["sales:landing_files_accepted"]
 
 
-def test_contract_check_runs_great_expectations_on_raw(definitions, env):
+def test_contract_check_runs_the_rules_and_great_expectations_on_raw(definitions, env):
     """A rule beyond the landing contract (assets/expectations/weather_observed.yaml: temp_mean <=
     temp_max) does not refuse the file; the GX suite in the blocking `contract` check fails."""
     odd = weather_frame([DAYS[1]]).with_columns((pl.col("temp_max_c") + 10).alias("temp_mean_c"))
@@ -100,8 +112,26 @@ def test_contract_check_runs_great_expectations_on_raw(definitions, env):
     failed = evals["contract"]
     assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     assert "temp_max_not_below_mean: 2 row(s)" in failed.metadata["problems"].value
-    ok = _run(definitions, DAYS[3], DAYS[3], selection=[dg.AssetKey(["raw", "weather_observed"])])
-    assert _checks(ok)["weather_observed:contract"]
+
+
+def test_contract_check_catches_raw_rows_written_around_the_gate(definitions, env):
+    assert _run(definitions, DAYS[0], DAYS[-1]).success
+    con = duckdb.connect(os.environ["MMM_WAREHOUSE"])
+    con.execute("UPDATE raw.sales SET revenue = 'inf'::DOUBLE WHERE geo_id = 'g01'")
+    con.execute("UPDATE raw.sales SET geo_id = 'g77' WHERE geo_id = 'g02' AND date = ?", [DAYS[0]])
+    con.close()
+    job = definitions.resolve_job_def("ingest")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags=range_tags(DAYS[0], DAYS[-1]),
+        op_selection=["raw__sales_contract"],
+        raise_on_error=False,
+    )
+    (evaluation,) = result.get_asset_check_evaluations()
+    problems = evaluation.metadata["problems"].value
+    assert not evaluation.passed
+    assert "finite:revenue" in problems and "4 row(s)" in problems
+    assert "known_geo:geo_id" in problems and "g77" in problems
 
 
 def test_blocking_failure_stops_downstream_assets(definitions, env):
@@ -112,78 +142,103 @@ def test_blocking_failure_stops_downstream_assets(definitions, env):
     assert "geo" in materialized and "sales" not in materialized  # sales depends on geo
 
 
-def test_sensor_requests_exactly_the_touched_partitions(env):
+def _requests(result) -> list[tuple]:
+    return sorted(
+        (tuple(sorted(k.path[-1] for k in r.asset_selection)), r.tags[RANGE_START], r.tags[RANGE_END])
+        for r in result.run_requests
+    )
+
+
+def test_sensor_requests_the_fewest_runs_for_what_new_files_touch(env):
     instance = dg.DagsterInstance.ephemeral()
     first = weather_files_sensor(dg.build_sensor_context(instance=instance))
-    ranges = sorted(
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in first.run_requests
-    )
-    # weather_a holds days 0-1, weather_b days 2-3: one run per contiguous range per file
-    assert ranges == [(DAYS[0].isoformat(), DAYS[1].isoformat()), (DAYS[2].isoformat(), DAYS[3].isoformat())]
-    assert {tuple(r.asset_selection[0].path) for r in first.run_requests} == {("raw", "weather_observed")}
+    # two files, one month: one run, named with its months
+    assert _requests(first) == [(("weather_observed",), MARCH, MARCH)]
+    assert first.run_requests[0].tags["mmm/dates"] == "2024-03..2024-03"
     # nothing new: no requests
     again = weather_files_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-    assert again.run_requests == []
-    # a new file with two non-adjacent days and a forecast file: exactly those partitions
-    write(
-        weather_frame([DAYS[0], DAYS[3]]).filter(pl.col("geo_id") == "g01"),
-        env / "weather_observed" / "fix.parquet",
-    )
-    write(forecast_frame([DAYS[2]], leads=(1,)), env / "weather_forecast" / "fc.csv")
-    third = weather_files_sensor(dg.build_sensor_context(instance=instance, cursor=again.cursor))
-    got = sorted(
-        (
-            r.asset_selection[0].path[-1],
-            r.tags["dagster/asset_partition_range_start"],
-            r.tags["dagster/asset_partition_range_end"],
-        )
-        for r in third.run_requests
-    )
-    assert got == [
-        ("weather_forecast", DAYS[2].isoformat(), DAYS[2].isoformat()),
-        ("weather_observed", DAYS[0].isoformat(), DAYS[0].isoformat()),
-        ("weather_observed", DAYS[3].isoformat(), DAYS[3].isoformat()),
-    ]
-    # a changed file (new mtime and size) is requested again
-    path = env / "weather_observed" / "fix.parquet"
-    write(weather_frame([DAYS[1]]), path)
+    assert isinstance(again, dg.SkipReason)
+    # a file spanning two months and a forecast file in one of them: one run over both months
+    write(weather_frame([DAYS[0], dt.date(2024, 4, 30)]), env / "weather_observed" / "fix.parquet")
+    write(forecast_frame([dt.date(2024, 4, 2)], leads=(1,)), env / "weather_forecast" / "fc.csv")
+    third = weather_files_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+    assert _requests(third) == [(("weather_forecast", "weather_observed"), MARCH, "2024-04-01")]
+    # a file in a month apart from the others: a run of its own
+    write(weather_frame([dt.date(2024, 7, 1)]), env / "weather_observed" / "july.parquet")
     fourth = weather_files_sensor(dg.build_sensor_context(instance=instance, cursor=third.cursor))
-    assert [r.tags["dagster/asset_partition_range_start"] for r in fourth.run_requests] == [DAYS[1].isoformat()]
+    assert _requests(fourth) == [(("weather_observed",), "2024-07-01", "2024-07-01")]
     assert set(json.loads(fourth.cursor)) == {
-        "weather_observed/weather_a.parquet", "weather_observed/weather_b.csv",
-        "weather_observed/fix.parquet", "weather_forecast/fc.csv",
+        "weather_observed/weather_a.parquet", "weather_observed/weather_b.csv", "weather_observed/fix.parquet",
+        "weather_forecast/fc.csv", "weather_observed/july.parquet",
     }  # fmt: skip
 
 
-def test_daily_schedule_loads_yesterday_and_today():
-    ctx = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2025, 6, 2, 6, 0, tzinfo=dt.UTC))
+def test_sensor_skips_files_the_warehouse_already_holds(env):
+    assert main(["ingest"]) == 0
+    fresh = weather_files_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
+    assert isinstance(fresh, dg.SkipReason)  # no cursor, but ingest.landing_files knows every file
+
+
+def test_daily_schedule_loads_the_months_of_yesterday_and_today():
+    ctx = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2025, 6, 1, 6, 0, tzinfo=dt.UTC))
     request = daily_ingest_schedule(ctx)
-    assert request.tags["dagster/asset_partition_range_start"] == "2025-06-01"
-    assert request.tags["dagster/asset_partition_range_end"] == "2025-06-02"
+    assert request.tags[RANGE_START] == "2025-05-01"
+    assert request.tags[RANGE_END] == "2025-06-01"
 
 
-def test_cli_ingest_exit_codes_and_messages(env, capsys, caplog):
+def test_cli_runs_only_what_changed_and_records_it(env, capsys):
+    assert main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "raw/sales" in out and "8 rows" in out and "checks failed" in out
+    instance = dg.DagsterInstance.get()  # DAGSTER_HOME: a persistent instance, as `make dev` shows
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    (run,) = instance.get_runs()
+    assert run.job_name == "ingest" and run.tags[RANGE_START] == MARCH
+    assert instance.get_latest_materialization_event(dg.AssetKey(["raw", "sales"])) is not None
+    # nothing new: nothing runs, nothing is written
+    warehouse = Path(os.environ["MMM_WAREHOUSE"])
+    before = warehouse.stat().st_mtime_ns
+    assert main(["ingest"]) == 0
+    assert "nothing new" in capsys.readouterr().out
+    assert len(instance.get_runs()) == 1 and warehouse.stat().st_mtime_ns == before
+    # a new sales file: one run of raw/sales (and the landing zone) only
+    write(sales_frame([dt.date(2024, 3, 5)]), env / "sales" / "sales_more.csv")
+    assert main(["ingest"]) == 0
+    newest = instance.get_runs(limit=1)[0]
+    assert newest.asset_selection == {dg.AssetKey(["raw", "sales"]), LANDING_ZONE_KEY}
+
+
+def test_cli_exit_codes_and_messages(env, capsys):
     assert main(["ingest"]) == 0
     write(sales_frame().head(2).with_columns(pl.lit("nowhere").alias("geo_id")), env / "sales" / "zz_bad.csv")
     assert main(["ingest"]) == 1
-    text = caplog.text
+    text = capsys.readouterr().out
     assert "FAILED check raw/sales:landing_files_accepted" in text
     assert "sales/zz_bad.csv" in text and "known_geo" in text and "2 row(s)" in text
     con = duckdb.connect(os.environ["MMM_WAREHOUSE"], read_only=True)
     assert con.execute("SELECT count(*) FROM raw.sales").fetchone()[0] == 8
+    con.close()
+    # the refused file still fails the next run, and the one after
+    assert main(["ingest"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("MMM_PARTITION_START", "2024-13-01", "not a date"),
+        ("MMM_FRESHNESS_DAYS", "three", "not an integer"),
+        ("MMM_WAREHOUSE", "{file}/warehouse.duckdb", "is a file"),
+        ("MMM_WAREHOUSE", "{dir}", "is a folder"),
+    ],
+)
+def test_cli_settings_errors_exit_2_with_one_line(env, monkeypatch, tmp_path, capsys, variable, value, words):
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setenv(variable, value.format(file=tmp_path / "a_file", dir=tmp_path))
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and variable in err and words in err
 
 
 def test_cli_refuses_a_missing_landing_zone(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("MMM_LANDING_DIR", str(tmp_path / "nope"))
     assert main(["ingest"]) == 2
-
-
-def test_cli_records_runs_in_dagster_home_with_the_pool_limit(env, monkeypatch, tmp_path: Path):
-    home = tmp_path / "dagster_home"
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    assert main(["ingest", "--start", DAYS[0].isoformat(), "--end", DAYS[0].isoformat()]) == 0
-    instance = dg.DagsterInstance.get()
-    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
-    (run,) = instance.get_runs()
-    assert run.job_name == "ingest" and run.tags["dagster/asset_partition_range_start"] == DAYS[0].isoformat()

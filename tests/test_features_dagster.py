@@ -18,7 +18,7 @@ from dagster_duckdb import DuckDBResource
 from mmm_platform.contracts import load_contract
 from mmm_platform.defs.features.assets import dbt_feature_assets, geo_cluster, geo_neighbors, window_vars
 from mmm_platform.defs.features.project import dbt_project
-from mmm_platform.ingest.warehouse import ensure_warehouse
+from mmm_platform.warehouse import ensure_warehouse
 
 START = dt.date(2024, 1, 1)
 DAYS = 60
@@ -116,12 +116,13 @@ def test_partition_window_becomes_inclusive_dbt_vars() -> None:
     assert window_vars(window) == {"min_date": "2024-02-01", "max_date": "2024-02-03"}
 
 
-def test_materialize_the_features_for_a_day(warehouse: Path) -> None:
+def test_materialize_the_features_for_a_month(warehouse: Path) -> None:
     daily, static = dbt_feature_assets()
     last = START + dt.timedelta(days=DAYS - 1)
-    # one run: the unpartitioned assets, then the newest daily partition downstream of them
+    month = last.replace(day=1)
+    # one run: the unpartitioned assets, then the newest monthly partition downstream of them
     result = dg.materialize(
-        [static, geo_cluster, geo_neighbors, daily], partition_key=last.isoformat(), resources=resources(warehouse)
+        [static, geo_cluster, geo_neighbors, daily], partition_key=month.isoformat(), resources=resources(warehouse)
     )
     assert result.success
     checks = result.get_asset_check_evaluations()
@@ -133,10 +134,11 @@ def test_materialize_the_features_for_a_day(warehouse: Path) -> None:
     cold = "SELECT list(geo_id ORDER BY geo_id) FROM features.geo_cluster WHERE cluster_id = 0"
     assert count(warehouse, cold) == (["NE1", "NE2"],)  # the two cold geos share the first cluster
     assert count(warehouse, "SELECT count(*), round(sum(weight), 9) FROM features.geo_neighbors") == (12, 4.0)
-    # a first run of the newest partition writes its window only: the day and the lead_days (7) before it
+    # a first run of the newest partition writes its window only: the month and the lead_days (7) before it
+    days = (last - month).days + 1 + 7
     assert count(warehouse, "SELECT count(*), min(date), max(date) FROM features.weather_daily") == (
-        4 * 8,
-        last - dt.timedelta(days=7),
+        4 * days,
+        month - dt.timedelta(days=7),
         last,
     )
-    assert count(warehouse, "SELECT count(*) FROM features.geo_day") == (4 * 8,)
+    assert count(warehouse, "SELECT count(*) FROM features.geo_day") == (4 * days,)

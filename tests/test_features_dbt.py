@@ -21,7 +21,7 @@ from dbt.cli.main import dbtRunner
 
 from mmm_platform.config import DBT_PROJECT_DIR
 from mmm_platform.contracts import load_contract
-from mmm_platform.ingest.warehouse import ensure_warehouse
+from mmm_platform.warehouse import ensure_warehouse
 
 
 def day(n: int) -> dt.date:

@@ -11,7 +11,8 @@ import duckdb
 import polars as pl
 import pytest
 
-from mmm_platform.ingest.load import LoadResult, Window, ingest_table
+from mmm_platform.ingest.load import LoadResult, ingest_table
+from mmm_platform.warehouse import Window
 
 from conftest import DAYS, PARTITION_START, TODAY, forecast_frame, sales_frame, weather_frame, write
 
@@ -330,13 +331,13 @@ def test_grouped_checks_give_the_same_verdicts_as_file_by_file(contract, landing
             make(landing / "sales" / f"{name.replace(' ', '_')}_{file_name}")
     write(sales_frame(), landing / "sales" / "good_copy.parquet")
     from mmm_platform.ingest.landing import scan_table
-    from mmm_platform.ingest.load import check_file, check_files
-    from mmm_platform.quality.rules import contract_rules
+    from mmm_platform.ingest.validate import check_files
+    from mmm_platform.rules import contract_rules
 
     table, rules = contract["sales"], contract_rules(contract["sales"], PARTITION_START)
     files = scan_table(landing, "sales")
-    grouped = [r for r, _ in check_files(con, files, table, rules, TODAY)]
-    single = [check_file(con, f, table, rules, TODAY)[0] for f in files]
+    grouped = [r for r, _ in check_files(con, files, table, rules, TODAY, [])]
+    single = [check_files(con, [f], table, rules, TODAY, [])[0][0] for f in files]
     assert [(r.file.name, r.status, r.reason, r.n_rows, r.min_date) for r in grouped] == [
         (r.file.name, r.status, r.reason, r.n_rows, r.min_date) for r in single
     ]

@@ -1,62 +1,101 @@
 """Jobs, the weather-file sensor and the daily schedule."""
 
 import datetime as dt
+import hashlib
 import json
 
 import dagster as dg
 
 from mmm_platform.config import get_settings
 from mmm_platform.contracts import load_contract
-from mmm_platform.defs.partitions import daily_partitions, range_tags
-from mmm_platform.ingest.spans import contiguous_ranges, touched_dates
+from mmm_platform.defs.partitions import PARTITION_START, last_month, monthly_partitions, range_tags
+from mmm_platform.ingest.load import KnownFile
+from mmm_platform.ingest.spans import landing_changes, plan_runs, read_known
+from mmm_platform.warehouse import WarehouseUnavailable, connect
 
 WEATHER_TABLES = ("weather_observed", "weather_forecast")
+RAW = dg.AssetSelection.groups("raw")
 
 ingest_job = dg.define_asset_job(
     "ingest",
-    selection=dg.AssetSelection.groups("raw"),
-    description="Load every landing table into raw.<table> and run its data-quality checks.",
-    partitions_def=daily_partitions,
+    selection=RAW,
+    description="Load landing tables into raw.<table> and run their data-quality checks.",
+    partitions_def=monthly_partitions,
+)
+
+weather_job = dg.define_asset_job(
+    "ingest_weather",
+    selection=dg.AssetSelection.assets(*[dg.AssetKey(["raw", t]) for t in WEATHER_TABLES]),
+    description="Load new or changed weather files (what the weather_files sensor requests).",
+    partitions_def=monthly_partitions,
 )
 
 everything_job = dg.define_asset_job(
     "everything",
     selection=dg.AssetSelection.all(),
     description="Ingest, build features and fit every model: what `mmm-platform run` executes.",
-    partitions_def=daily_partitions,
+    partitions_def=monthly_partitions,
 )
+
+
+def _known_weather(cursor: dict[str, list]) -> dict[str, dict[str, KnownFile]]:
+    """What ingest.landing_files holds, when the warehouse can be read now, else nothing; the
+    cursor adds the files already requested (read back as their signature alone)."""
+    settings = get_settings()
+    known: dict[str, dict[str, KnownFile]] = {}
+    if settings.warehouse.exists():
+        try:
+            con = connect(settings.warehouse, read_only=True, lock_timeout_s=0)
+        except WarehouseUnavailable:
+            con = None  # a run is writing: the cursor alone decides this tick
+        if con is not None:
+            with con:
+                known = read_known(con)
+    for name, (size, mtime, digest) in cursor.items():
+        table = name.split("/", 1)[0]
+        if name not in known.get(table, {}):
+            known.setdefault(table, {})[name] = KnownFile(
+                size, dt.datetime.fromisoformat(mtime), digest, "requested", None, None, None
+            )
+    return known
 
 
 @dg.sensor(
     name="weather_files",
     minimum_interval_seconds=60,
-    asset_selection=[dg.AssetKey(["raw", t]) for t in WEATHER_TABLES],
-    description="Requests exactly the daily partitions that new or changed weather files touch.",
+    job=weather_job,
+    description="Requests the months new or changed weather files touch: the fewest runs, one per "
+    "contiguous range of months, skipping files ingest.landing_files already holds.",
 )
-def weather_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Cursor: {file: [size, mtime]} of every weather file seen. A file is new or changed when its
-    signature differs; its dates become one run per contiguous range (a single-run backfill)."""
+def weather_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """Cursor: {file: [size, mtime, hash]} of every weather file requested so far."""
     settings = get_settings()
     contract = load_contract()
-    seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
-    last = dt.date.fromisoformat(daily_partitions.get_last_partition_key())
-    requests, now_seen = [], {}
-    for table in WEATHER_TABLES:
-        for name, signature, dates in touched_dates(contract[table], settings.landing_dir, seen):
-            now_seen[name] = signature
-            # an unreadable file gets a run of the newest partition, whose check then names it
-            touched = dates if dates is not None else [last]
-            in_range = sorted({min(d, last) for d in touched if d >= settings.partition_start})
-            for start, end in contiguous_ranges(in_range):
-                requests.append(
-                    dg.RunRequest(
-                        run_key=f"{name}:{signature[0]}:{signature[1]}:{start}:{end}",
-                        asset_selection=[dg.AssetKey(["raw", table])],
-                        tags=range_tags(start, end),
-                    )
-                )
-    seen.update(now_seen)
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+    cursor: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+    changes = [
+        c
+        for c in landing_changes(contract, settings.landing_dir, _known_weather(cursor), WEATHER_TABLES)
+        if c.kind != "vanished"
+    ]
+    if not changes:
+        return dg.SkipReason("no new or changed weather file")
+    requests = []
+    for plan in plan_runs(contract, changes, PARTITION_START, last_month()):
+        start, end = plan.months
+        digest = hashlib.blake2b(
+            "\n".join(sorted(f"{c.file}@{c.signature[2]}" for c in changes)).encode(), digest_size=6
+        )
+        requests.append(
+            dg.RunRequest(
+                run_key=f"weather:{start}:{end}:{digest.hexdigest()}",
+                asset_selection=[dg.AssetKey(["raw", t]) for t in plan.tables],
+                tags=range_tags(start, end) | {"mmm/files": str(plan.files)},
+            )
+        )
+    for c in changes:
+        size, mtime, digest = c.signature
+        cursor[c.file] = [size, mtime.isoformat(), digest]
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
 @dg.schedule(
@@ -64,7 +103,7 @@ def weather_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     cron_schedule="0 6 * * *",
     job=ingest_job,
     execution_timezone="UTC",
-    description="Every morning: load yesterday (complete) and today (forecasts ahead) for every table.",
+    description="Every morning: reload the months of yesterday (complete) and today (forecasts ahead).",
 )
 def daily_ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     today = context.scheduled_execution_time.date()

@@ -1,4 +1,5 @@
-"""Ingestion: one asset per landing table (raw/<table>), each with its data-quality checks.
+"""Ingestion: one asset per landing table (raw/<table>), each with its data-quality checks, and
+one asset for the landing zone as a whole (ingest/landing_zone) with its layout check.
 
 Generated from the landing contract, so a new table in the contract is a new asset here.
 """
@@ -6,47 +7,76 @@ Generated from the landing contract, so a new table in the contract is a new ass
 import datetime as dt
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from mmm_platform.config import get_settings
 from mmm_platform.contracts import Table, load_contract
-from mmm_platform.defs.partitions import PARTITION_TAG, RANGE_END, RANGE_START, daily_partitions
-from mmm_platform.defs.resources import DUCKDB_POOL
-from mmm_platform.ingest.load import LoadResult, Window, ingest_table
-from mmm_platform.quality.checks import CHECKS, CheckContext, CheckSpec, null_coverage
+from mmm_platform.defs.partitions import (
+    PARTITION_START,
+    PARTITION_TAG,
+    RANGE_END,
+    RANGE_START,
+    monthly_partitions,
+    window_of,
+)
+from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
+from mmm_platform.ingest.landing import scan_zone
+from mmm_platform.ingest.load import LoadResult, ingest_table
+from mmm_platform.quality.checks import (
+    CHECKS,
+    CheckContext,
+    CheckOutcome,
+    CheckSpec,
+    landing_zone_layout,
+    null_coverage,
+)
+from mmm_platform.warehouse import Window
 
 GEO_KEY = dg.AssetKey(["raw", "geo"])
+LANDING_ZONE_KEY = dg.AssetKey(["ingest", "landing_zone"])
 
 
 def raw_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", table])
 
 
-def _window(table: Table, start: str, end: str) -> Window:
-    """The newest partition also takes later dates (forecasts for days after today)."""
-    last = daily_partitions.get_last_partition_key()
-    return Window(dt.date.fromisoformat(start), dt.date.fromisoformat(end), open_end=last is not None and end >= last)
+def _window(start_key: str, end_key: str) -> Window:
+    return Window(*window_of(start_key, end_key))
 
 
 def asset_window(context: dg.AssetExecutionContext, table: Table) -> Window | None:
     if not table.is_partitioned:
         return None
     keys = context.partition_key_range
-    return _window(table, keys.start, keys.end)
+    return _window(keys.start, keys.end)
 
 
 def run_window(context: dg.AssetCheckExecutionContext, table: Table) -> Window | None:
     """The partitions the check's run covers, from the run's tags; the whole table when the run
     targets no partition (a check executed on its own from the UI).
 
-    Checks are not partitioned themselves: a backfill of two years would otherwise record one
-    evaluation per day and check (tens of thousands of events) for one validation."""
+    Checks are not partitioned themselves: a backfill would otherwise record one evaluation per
+    partition and check for one validation."""
     tags = context.run.tags
     start = tags.get(RANGE_START) or tags.get(PARTITION_TAG)
     end = tags.get(RANGE_END) or tags.get(PARTITION_TAG)
     if not table.is_partitioned or not start or not end:
         return None
-    return _window(table, start, end)
+    return _window(start, end)
+
+
+def check_result(outcome: CheckOutcome, **keys: object) -> dg.AssetCheckResult:
+    """The one place a core check outcome becomes a Dagster check result."""
+    return dg.AssetCheckResult(
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
+        description=outcome.summary,
+        metadata={
+            "summary": dg.MetadataValue.text(outcome.summary),
+            "problems": dg.MetadataValue.md("\n".join(f"- {d}" for d in outcome.details) or "none"),
+            **{k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in outcome.metadata.items()},
+        },
+        **keys,
+    )
 
 
 def _metadata(result: LoadResult, coverage: dict[str, float], total_rows: int, latest: dt.date | None) -> dict:
@@ -55,11 +85,20 @@ def _metadata(result: LoadResult, coverage: dict[str, float], total_rows: int, l
         "rows_written": dg.MetadataValue.int(result.rows_written),
         "source_files": dg.MetadataValue.json(result.loaded_from),
         "refused_files": dg.MetadataValue.json({f.file.name: f.reason for f in result.refused}),
-        "files_checked": dg.MetadataValue.int(sum(1 for f in result.files if not f.cached)),
+        "missing_files": dg.MetadataValue.json(result.missing),
+        "files_checked": dg.MetadataValue.int(result.checked),
         "null_coverage": dg.MetadataValue.json({k: round(v, 4) for k, v in coverage.items()}),
         "freshness_latest_date": dg.MetadataValue.text(str(latest) if latest else "no rows"),
         "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        **({"skipped": dg.MetadataValue.text(result.skipped)} if result.skipped else {}),
     }
+
+
+def _check_context(con, table: Table, window: Window | None) -> CheckContext:  # con: duckdb connection
+    settings = get_settings()
+    return CheckContext(
+        con, table, window, dt.date.today(), PARTITION_START, settings.freshness_days, settings.landing_dir
+    )
 
 
 def build_raw_asset(table: Table) -> dg.AssetsDefinition:
@@ -71,27 +110,25 @@ def build_raw_asset(table: Table) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         description=f"Landing table `{table.name}` loaded from MMM_LANDING_DIR/{table.name}/, "
         f"key ({', '.join(table.key)}). Refused files go to ingest.quarantine.",
-        partitions_def=daily_partitions if table.is_partitioned else None,
+        partitions_def=monthly_partitions if table.is_partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if table.is_partitioned else None,
         deps=[GEO_KEY] if table.references_geo else None,
         metadata={"partition_expr": table.partition_column} if table.is_partitioned else None,
         pool=DUCKDB_POOL,
     )
-    def _asset(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        settings = get_settings()
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         window = asset_window(context, table)
         with duckdb.get_connection() as con:
             result = ingest_table(
                 con,
                 contract,
                 table.name,
-                settings.landing_dir,
+                get_settings().landing_dir,
                 window=window,
                 run_id=context.run_id,
-                partition_start=settings.partition_start,
+                partition_start=PARTITION_START,
             )
-            ctx = CheckContext(con, table, window, dt.date.today(), settings.partition_start, settings.freshness_days)
-            coverage = null_coverage(ctx)
+            coverage = null_coverage(_check_context(con, table, window))
             total = con.execute(f'SELECT count(*) FROM raw."{table.name}"').fetchone()[0]
             latest = (
                 con.execute(f'SELECT max("{table.partition_column}") FROM raw."{table.name}"').fetchone()[0]
@@ -115,34 +152,44 @@ def build_check(table: Table, spec: CheckSpec) -> dg.AssetChecksDefinition:
         blocking=spec.blocking,
         pool=DUCKDB_POOL,
     )
-    def _check(context: dg.AssetCheckExecutionContext, duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        settings = get_settings()
+    def _check(context: dg.AssetCheckExecutionContext, duckdb: WarehouseResource) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
-            outcome = spec.run(
-                CheckContext(
-                    con,
-                    table,
-                    run_window(context, table),
-                    dt.date.today(),
-                    settings.partition_start,
-                    settings.freshness_days,
-                )
-            )
-        return dg.AssetCheckResult(
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
-            description=outcome.summary,
-            metadata={
-                "summary": dg.MetadataValue.text(outcome.summary),
-                "problems": dg.MetadataValue.md("\n".join(f"- {d}" for d in outcome.details) or "none"),
-                **{
-                    k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v
-                    for k, v in outcome.metadata.items()
-                },
-            },
-        )
+            outcome = spec.run(_check_context(con, table, run_window(context, table)))
+        return check_result(outcome)
 
     return _check
+
+
+@dg.asset(
+    key=LANDING_ZONE_KEY,
+    group_name="raw",
+    kinds={"python"},
+    description="The landing zone (MMM_LANDING_DIR) as a whole: table folders, files and bytes, and "
+    "anything at its root that no landing table claims (reported by the layout check, never read).",
+    check_specs=[
+        dg.AssetCheckSpec(
+            "landing_zone_layout",
+            asset=LANDING_ZONE_KEY,
+            description="Every folder at the landing root is a table folder (misspellings are named).",
+        )
+    ],
+)
+def landing_zone() -> dg.MaterializeResult:
+    settings = get_settings()
+    contract = load_contract()
+    zone = scan_zone(settings.landing_dir, set(contract.tables))
+    files = {t: [p for p in (settings.landing_dir / t).iterdir() if p.is_file()] for t in zone.table_folders}
+    outcome = landing_zone_layout(settings.landing_dir, list(zone.table_folders), zone.describe())
+    return dg.MaterializeResult(
+        metadata={
+            "landing_dir": dg.MetadataValue.path(str(settings.landing_dir)),
+            "files": dg.MetadataValue.int(sum(len(v) for v in files.values())),
+            "bytes": dg.MetadataValue.int(sum(p.stat().st_size for v in files.values() for p in v)),
+            "files_by_table": dg.MetadataValue.json({t: len(v) for t, v in files.items()}),
+            "ignored_entries": dg.MetadataValue.json(zone.describe()),
+        },
+        check_results=[check_result(outcome, check_name="landing_zone_layout")],
+    )
 
 
 _tables = list(load_contract().tables.values())

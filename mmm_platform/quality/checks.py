@@ -1,11 +1,15 @@
 """The data-quality checks of one raw table over a window of partitions, as plain functions.
 
 Four checks per table, each with a fixed severity:
-- `landing_files_accepted` (error, blocking): no landing file touching the window was refused.
-- `contract` (error, blocking): raw rows in the window pass the contract rules and the error-level
-  expectations of assets/expectations/<table>.yaml, run by Great Expectations.
-- `quality_warnings` (warn): warn-level expectations and null-coverage floors.
+- `landing_files_accepted` (error, blocking): no landing file touching the window was refused, and
+  the table's folder has not vanished since it was loaded.
+- `contract` (error, blocking): raw rows in the window pass the contract rules (the gate's SQL
+  predicates, re-run on raw) and the error-level expectations of assets/expectations/<table>.yaml,
+  run by Great Expectations.
+- `quality_warnings` (warn): warn-level expectations, null-coverage floors, vanished files.
 - `freshness` (warn): the newest date is recent enough.
+Plus one check of the landing zone as a whole (`landing_zone_layout`, warn): what lies at its root
+that no table claims.
 """
 
 from __future__ import annotations
@@ -14,16 +18,16 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 
 from mmm_platform.contracts import Table
-from mmm_platform.ingest.load import Window
-from mmm_platform.ingest.warehouse import LINEAGE_COLUMNS, quote, raw_table
-from mmm_platform.quality.gx_suite import run_suite
-from mmm_platform.quality.rules import Severity, contract_rules, load_suite
+from mmm_platform.quality.gx_suite import run_suite, suite_columns
+from mmm_platform.quality.suites import Severity, load_suite
+from mmm_platform.rules import contract_rules, evaluate, raw_relation
+from mmm_platform.warehouse import Window, quote, raw_table
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class CheckContext:
     today: dt.date
     partition_start: dt.date
     freshness_days: int
+    landing_root: Path
 
 
 def _where(ctx: CheckContext) -> str:
@@ -53,19 +58,38 @@ def _where(ctx: CheckContext) -> str:
     return ctx.window.predicate(quote(ctx.table.partition_column))
 
 
-def read_window(ctx: CheckContext) -> pd.DataFrame:
-    lineage = ", ".join(LINEAGE_COLUMNS)
-    return ctx.con.execute(f"SELECT * EXCLUDE ({lineage}) FROM {raw_table(ctx.table)} WHERE {_where(ctx)}").df()
+def _files(ctx: CheckContext, status: str) -> list[tuple]:
+    return ctx.con.execute(
+        "SELECT file, reason, violations, min_date, max_date FROM ingest.landing_files "
+        "WHERE table_name = ? AND status = ? ORDER BY file",
+        [ctx.table.name, status],
+    ).fetchall()
+
+
+def vanished_folder(ctx: CheckContext) -> str | None:
+    """Why the table's input is gone although rows were loaded from it, or None."""
+    folder = ctx.landing_root / ctx.table.name
+    if folder.is_dir() and any(folder.iterdir()):
+        return None
+    loaded = ctx.con.execute(
+        "SELECT count(*) FROM ingest.landing_files WHERE table_name = ? AND status IN ('accepted', 'missing')",
+        [ctx.table.name],
+    ).fetchone()[0]
+    if not loaded:
+        return None
+    where = "the landing root is empty" if not any(ctx.landing_root.glob("*")) else f"{folder}/ is missing or empty"
+    return (
+        f"{ctx.table.name}: {where}, but {loaded} file(s) were loaded from it before; raw is left untouched "
+        "(restore the files, or retract them with `mmm-platform retract`)"
+    )
 
 
 def landing_files_accepted(ctx: CheckContext) -> CheckOutcome:
-    rows = ctx.con.execute(
-        "SELECT file, reason, violations, n_rows, min_date, max_date FROM ingest.landing_files "
-        "WHERE table_name = ? AND status = 'refused' ORDER BY file",
-        [ctx.table.name],
-    ).fetchall()
-    refused = [r for r in rows if ctx.window is None or ctx.window.overlaps(r[4], r[5])]
+    refused = [r for r in _files(ctx, "refused") if ctx.window is None or ctx.window.overlaps(r[3], r[4])]
     details = []
+    gone = vanished_folder(ctx)
+    if gone:
+        details.append(gone)
     for file, reason, violations, *_ in refused:
         listed = json.loads(violations) if violations else []
         if not listed:
@@ -75,28 +99,54 @@ def landing_files_accepted(ctx: CheckContext) -> CheckOutcome:
             details.append(
                 f"{ctx.table.name}: file {file} refused by rule {v['rule']} ({v['description']}): {rows_txt}"
             )
+    summary = (
+        "the table's landing folder has vanished"
+        if gone
+        else f"{len(refused)} landing file(s) refused"
+        if refused
+        else "every landing file was accepted"
+    )
     return CheckOutcome(
         "landing_files_accepted",
-        passed=not refused,
+        passed=not details,
         severity="error",
-        summary=f"{len(refused)} landing file(s) refused" if refused else "every landing file was accepted",
+        summary=summary,
         details=details,
         metadata={"refused_files": [r[0] for r in refused]},
     )
 
 
-def _suite_check(ctx: CheckContext, df: pd.DataFrame, severity: Severity) -> tuple[list[str], dict[str, Any]]:
-    rules = contract_rules(ctx.table, ctx.partition_start) if severity == "error" else []
-    known = [r[0] for r in ctx.con.execute("SELECT geo_id FROM raw.geo").fetchall()]
-    outcome = run_suite(df, ctx.table, rules, load_suite(ctx.table.name), severity, known, ctx.today)
-    details = [f"{ctx.table.name}: {f}" for f in outcome.failures]
-    return details, {"rows_checked": len(df), "expectations": outcome.evaluated}
+def _suite_check(ctx: CheckContext, severity: Severity) -> tuple[list[str], int]:
+    """The table's Great Expectations suite of one severity over the window: (problems, expectations)."""
+    suite = load_suite(ctx.table.name)
+    cols = suite_columns(suite, severity)
+    if not cols:
+        return [], 0
+    df = ctx.con.execute(
+        f"SELECT {', '.join(quote(c) for c in cols)} FROM {raw_table(ctx.table)} WHERE {_where(ctx)}"
+    ).df()
+    outcome = run_suite(df, ctx.table, suite, severity)
+    return [f"{ctx.table.name}: {f}" for f in outcome.failures], outcome.evaluated
+
+
+def _key_sample(table: Table) -> str:
+    """A row's key as one readable value, e.g. 'g01, 2024-03-01'."""
+    return "concat_ws(', ', " + ", ".join(f"CAST({quote(k)} AS VARCHAR)" for k in table.key) + ")"
 
 
 def contract(ctx: CheckContext) -> CheckOutcome:
-    df = read_window(ctx)
-    n = len(df)
-    details, meta = _suite_check(ctx, df, "error")
+    """The contract rules (SQL, the predicates the gate ran on each file) over raw, then the
+    error-level expectations of the table's suite (Great Expectations)."""
+    rules = [r for r in contract_rules(ctx.table, ctx.partition_start) if r.kind != "type"]
+    result = evaluate(ctx.con, raw_relation(ctx.table, _where(ctx)), rules, ctx.today, _key_sample(ctx.table))
+    details = [
+        f"{ctx.table.name}: {rule.name} ({rule.description}): {n} row(s), e.g. keys {list(samples)}"
+        for rule, n, samples in result.broken
+    ]
+    suite_details, expectations = _suite_check(ctx, "error")
+    details += suite_details
+    n = result.rows
+    meta = {"rows_checked": n, "contract_rules": len(rules), "expectations": expectations}
     return CheckOutcome(
         "contract",
         passed=not details,
@@ -119,26 +169,31 @@ def null_coverage(ctx: CheckContext) -> dict[str, float]:
 
 
 def quality_warnings(ctx: CheckContext) -> CheckOutcome:
-    df = read_window(ctx)
-    details, meta = _suite_check(ctx, df, "warn")
+    details, expectations = _suite_check(ctx, "warn")
+    meta = {"expectations": expectations}
     coverage = null_coverage(ctx)
     for col, floor in load_suite(ctx.table.name).min_coverage.items():
         if coverage.get(col, 0.0) < floor:
             details.append(f"{ctx.table.name}: column {col} is {coverage.get(col, 0.0):.0%} filled, below {floor:.0%}")
+    missing = _files(ctx, "missing")
+    for file, reason, *_ in missing:
+        details.append(f"{ctx.table.name}: file {file} is {reason}")
     return CheckOutcome(
         "quality_warnings",
         passed=not details,
         severity="warn",
         summary=f"{len(details)} warning(s)" if details else "no warnings",
         details=details,
-        metadata=meta | {"null_coverage": {k: round(v, 4) for k, v in coverage.items()}},
+        metadata=meta
+        | {"null_coverage": {k: round(v, 4) for k, v in coverage.items()}, "missing_files": [m[0] for m in missing]},
     )
 
 
 def freshness(ctx: CheckContext) -> CheckOutcome:
     col = ctx.table.partition_column
-    if col is None:
-        return CheckOutcome("freshness", True, "warn", "not a dated table")
+    if col is None or ctx.table.freshness_days == 0:
+        return CheckOutcome("freshness", True, "warn", "not a dated series (platform_rules.yaml: freshness off)")
+    limit = ctx.table.freshness_days or ctx.freshness_days
     latest = ctx.con.execute(f"SELECT max({quote(col)}) FROM {raw_table(ctx.table)}").fetchone()[0]
     if latest is None:
         ok = not ctx.table.required
@@ -146,8 +201,8 @@ def freshness(ctx: CheckContext) -> CheckOutcome:
             "freshness", ok, "warn", "no rows yet" + ("" if ok else f": {ctx.table.name} has never loaded")
         )
     age = (ctx.today - latest).days
-    ok = age <= ctx.freshness_days
-    summary = f"newest {col} is {latest} ({age} day(s) old; limit {ctx.freshness_days})"
+    ok = age <= limit
+    summary = f"newest {col} is {latest} ({age} day(s) old; limit {limit})"
     return CheckOutcome(
         "freshness",
         ok,
@@ -155,6 +210,25 @@ def freshness(ctx: CheckContext) -> CheckOutcome:
         summary,
         [] if ok else [f"{ctx.table.name}: {summary}"],
         {"latest": str(latest), "age_days": age},
+    )
+
+
+def landing_zone_layout(root: Path, table_folders: list[str], strays: list[str]) -> CheckOutcome:
+    """Folders and files at the landing root that no table claims (`strays`, one line each, with
+    the table each resembles), or a root that holds no table folder at all."""
+    if not root.is_dir():
+        details = [f"the landing root {root} does not exist"]
+    elif not table_folders:
+        details = [f"the landing root {root} holds no table folder", *strays]
+    else:
+        details = strays
+    return CheckOutcome(
+        "landing_zone_layout",
+        passed=not details,
+        severity="warn",
+        summary=f"{len(details)} problem(s) in the landing zone layout" if details else "every entry is a table folder",
+        details=details,
+        metadata={"table_folders": table_folders, "ignored": strays},
     )
 
 
@@ -174,20 +248,20 @@ CHECKS = [
     CheckSpec(
         "landing_files_accepted",
         "error",
-        "No landing file touching these partitions was refused.",
+        "No landing file touching these partitions was refused, and the table's folder has not vanished.",
         landing_files_accepted,
     ),
     CheckSpec(
         "contract",
         "error",
-        "Raw rows meet the landing contract and error-level expectations (Great Expectations).",
+        "Raw rows meet the landing contract rules (SQL) and the error-level expectations (Great Expectations).",
         contract,
     ),
     CheckSpec(
         "quality_warnings",
         "warn",
-        "Warn-level expectations and null-coverage floors (Great Expectations).",
+        "Warn-level expectations, null-coverage floors and landing files that vanished (their rows are kept).",
         quality_warnings,
     ),
-    CheckSpec("freshness", "warn", "The newest partition date is recent (MMM_FRESHNESS_DAYS).", freshness),
+    CheckSpec("freshness", "warn", "The newest date is recent (MMM_FRESHNESS_DAYS).", freshness),
 ]

@@ -1,24 +1,23 @@
-"""Run a table's rules as a Great Expectations 1.x suite (ephemeral context) over a dataframe.
+"""Run a table's expectation suite (assets/expectations/<table>.yaml) with Great Expectations 1.x.
 
-GX is imported inside the functions: its import costs seconds, and loading the Dagster
-definitions must stay fast.
+One ephemeral GX context serves every check of a process (a run executes its steps in one
+process), so a run pays GX's import and context set-up once, not once per check. GX is imported
+on first use: its import costs seconds, and loading the Dagster definitions must stay fast.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import itertools
 import logging
 import os
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import pandas as pd
 
 from mmm_platform.contracts import Table
-from mmm_platform.quality.rules import Rule, Suite
-
-#: name of the computed column the forecast-lead rule is checked on
-LEAD_COLUMN = "_lead_days"
+from mmm_platform.quality.suites import Suite
 
 
 @dataclass(frozen=True)
@@ -50,115 +49,54 @@ def _plain(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def expectations_for_rules(rules: list[Rule], known_geos: list[str], today: dt.date) -> list[tuple[Any, str]]:
-    """(GX expectation, plain description) for each contract rule that GX can express on raw.
-
-    Column types are not re-checked: raw's DDL already enforces them."""
-    import great_expectations.expectations as gxe
-
-    out = []
-    for r in rules:
-        c = r.column
-        match r.kind:
-            case "not_null":
-                out.append((gxe.ExpectColumnValuesToNotBeNull(column=c), r.description))
-            case "range":
-                out.append(
-                    (
-                        gxe.ExpectColumnValuesToBeBetween(
-                            column=c, min_value=r.params["min"], max_value=r.params["max"]
-                        ),
-                        r.description,
-                    )
-                )
-            case "allowed":
-                out.append((gxe.ExpectColumnValuesToBeInSet(column=c, value_set=r.params["allowed"]), r.description))
-            case "not_future":
-                out.append(
-                    (
-                        gxe.ExpectColumnValuesToBeBetween(
-                            column=c, max_value=pd.Timestamp(today) + pd.Timedelta(days=1), strict_max=True
-                        ),
-                        r.description,
-                    )
-                )
-            case "partition_start":
-                out.append(
-                    (
-                        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=pd.Timestamp(r.params["start"])),
-                        r.description,
-                    )
-                )
-            case "lead":
-                out.append(
-                    (
-                        gxe.ExpectColumnValuesToBeBetween(
-                            column=LEAD_COLUMN, min_value=r.params["min"], max_value=r.params["max"]
-                        ),
-                        r.description,
-                    )
-                )
-            case "unique_key":
-                key = r.params["key"]
-                exp = (
-                    gxe.ExpectColumnValuesToBeUnique(column=key[0])
-                    if len(key) == 1
-                    else gxe.ExpectCompoundColumnsToBeUnique(column_list=key)
-                )
-                out.append((exp, r.description))
-            case "known_geo":
-                out.append((gxe.ExpectColumnValuesToBeInSet(column=c, value_set=known_geos), r.description))
-    return out
-
-
-def _prepare(df: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """Dates as pandas datetimes (GX compares them with timestamps), plus computed columns."""
-    df = df.copy()
-    for col in table.date_columns:
-        if col.name in df:
-            df[col.name] = pd.to_datetime(df[col.name])
-    if table.name == "weather_forecast" and len(df):
-        df[LEAD_COLUMN] = (df["target_date"] - df["issue_date"]).dt.days
-    elif table.name == "weather_forecast":
-        df[LEAD_COLUMN] = pd.Series(dtype="int64")
-    return df
-
-
-def run_suite(
-    df: pd.DataFrame,
-    table: Table,
-    rules: list[Rule],
-    suite: Suite,
-    severity: str,
-    known_geos: list[str],
-    today: dt.date,
-) -> SuiteOutcome:
-    """Validate `df` with the contract rules and the suite's expectations of one severity."""
+@cache
+def _datasource() -> Any:
+    """The process's GX pandas datasource, in one ephemeral context."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-    import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # after import: GX sets its own
-
-    contract_pairs = expectations_for_rules([r for r in rules if r.severity == severity], known_geos, today)
-    extra = [
-        (getattr(gxe, e.expectation_type)(**e.kwargs), e.name) for e in suite.expectations if e.severity == severity
-    ]
-    pairs = contract_pairs + extra
-    if not pairs:
-        return SuiteOutcome(0, [])
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_def = (
-        ctx.data_sources.add_pandas("raw")
-        .add_dataframe_asset(table.name)
-        .add_batch_definition_whole_dataframe("window")
-    )
+    return ctx.data_sources.add_pandas("raw")
+
+
+_batch_names = itertools.count()
+
+
+def suite_columns(suite: Suite, severity: str) -> list[str]:
+    """The columns the suite's expectations of one severity read (so only those are loaded)."""
+    cols: list[str] = []
+    for e in suite.expectations:
+        if e.severity == severity:
+            for key in ("column", "column_A", "column_B"):
+                if key in e.kwargs:
+                    cols.append(e.kwargs[key])
+            cols += e.kwargs.get("column_list", [])
+    return list(dict.fromkeys(cols))
+
+
+def run_suite(df: pd.DataFrame, table: Table, suite: Suite, severity: str) -> SuiteOutcome:
+    """Validate `df` (raw rows of the columns the suite reads) with its expectations of one severity."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    pairs = [
+        (getattr(gxe, e.expectation_type)(**e.kwargs), e.name) for e in suite.expectations if e.severity == severity
+    ]
+    if not pairs:
+        return SuiteOutcome(0, [])
+    df = df.copy()
+    for col in table.date_columns:  # GX compares dates with timestamps
+        if col.name in df:
+            df[col.name] = pd.to_datetime(df[col.name])
     for expectation, description in pairs:
         expectation.meta = {"description": description}
-    gx_suite = gx.ExpectationSuite(name=f"{table.name}_{severity}", expectations=[p[0] for p in pairs])
-    result = batch_def.get_batch(batch_parameters={"dataframe": _prepare(df, table)}).validate(
+    name = f"{table.name}_{severity}_{next(_batch_names)}"
+    batch_def = _datasource().add_dataframe_asset(name).add_batch_definition_whole_dataframe("window")
+    gx_suite = gx.ExpectationSuite(name=name, expectations=[p[0] for p in pairs])
+    result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(
         gx_suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}
     )
     failures = []
@@ -175,4 +113,5 @@ def run_suite(
                 description=(cfg.meta or {}).get("description", cfg.type),
             )
         )
+    _datasource().delete_asset(name)
     return SuiteOutcome(len(result.results), failures)

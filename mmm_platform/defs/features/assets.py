@@ -20,7 +20,7 @@ from dagster_duckdb import DuckDBResource
 
 from mmm_platform.config import get_settings
 from mmm_platform.defs.features.project import dbt_project, ensure_manifest
-from mmm_platform.defs.partitions import daily_partitions
+from mmm_platform.defs.partitions import monthly_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL
 from mmm_platform.features.climate import write_geo_clusters
 from mmm_platform.features.spatial import write_geo_neighbors
@@ -67,7 +67,7 @@ def dbt_feature_assets() -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
         project=dbt_project,
         select="tag:daily",
         name="dbt_features_daily",
-        partitions_def=daily_partitions,
+        partitions_def=monthly_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         dagster_dbt_translator=translator,
         pool=DUCKDB_POOL,
