@@ -16,7 +16,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from mmm_platform.contracts import load_contract
-from mmm_platform.defs.features.assets import dbt_feature_assets, geo_cluster, geo_neighbors, window_vars
+from mmm_platform.defs.features.assets import dbt_feature_assets, geo_cluster, geo_neighbors, window_env
 from mmm_platform.defs.features.project import dbt_project
 from mmm_platform.warehouse import ensure_warehouse
 
@@ -111,9 +111,10 @@ def test_dbt_models_are_assets_keyed_by_table_with_checks() -> None:
     )
 
 
-def test_partition_window_becomes_inclusive_dbt_vars() -> None:
-    window = dg.TimeWindow(dt.datetime(2024, 2, 1), dt.datetime(2024, 2, 4))
-    assert window_vars(window) == {"min_date": "2024-02-01", "max_date": "2024-02-03"}
+def test_partition_window_becomes_the_inclusive_dbt_window() -> None:
+    window = dg.TimeWindow(dt.datetime(2024, 2, 1), dt.datetime(2024, 3, 1))
+    assert window_env(window) == {"MMM_DBT_MIN_DATE": "2024-02-01", "MMM_DBT_MAX_DATE": "2024-02-29"}
+    assert window_env(None) == {"MMM_DBT_MIN_DATE": "", "MMM_DBT_MAX_DATE": ""}  # all history
 
 
 def test_materialize_the_features_for_a_month(warehouse: Path) -> None:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import polars as pl
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_samples, silhouette_score
 
 #: climatology columns that describe a geo's climate
 CLIMATE_VARIABLES = ("temp_mean_normal_c", "precip_normal_mm", "humidity_normal_pct", "snowfall_normal_cm")
@@ -42,6 +40,11 @@ def climate_profiles(climatology: pl.DataFrame) -> pl.DataFrame:
 
 def cluster_climates(profiles: pl.DataFrame, k_max: int = 8, seed: int = 0) -> ClimateClusters:
     """Cluster the geos of `profiles` (climate_profiles) with KMeans, k chosen by silhouette."""
+    # imported here, not at the top: scikit-learn costs 3 s to import, and every process that loads
+    # the Dagster definitions (each CLI call, each run) would pay it
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_samples, silhouette_score
+
     geo_ids = profiles["geo_id"]
     features = profiles.drop("geo_id").to_numpy().astype(float)
     # a month without normals (short history) takes the variable's mean over geos for that month

@@ -12,12 +12,13 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mmm_platform.contracts import Table
 from mmm_platform.quality.suites import Suite
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def run_suite(df: pd.DataFrame, table: Table, suite: Suite, severity: str) -> Su
     """Validate `df` (raw rows of the columns the suite reads) with its expectations of one severity."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
+    import pandas as pd
 
     pairs = [
         (getattr(gxe, e.expectation_type)(**e.kwargs), e.name) for e in suite.expectations if e.severity == severity

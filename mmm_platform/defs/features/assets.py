@@ -7,9 +7,9 @@
 - Python assets for what dbt does not do well: climate clusters and spatial neighbour weights.
 """
 
-import json
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -43,17 +43,38 @@ class FeaturesTranslator(DagsterDbtTranslator):
         return super().get_group_name(dbt_resource_props)
 
 
-def export_warehouse() -> None:
-    """dbt reads MMM_WAREHOUSE from its environment: hand it the absolute path Python opens."""
-    os.environ["MMM_WAREHOUSE"] = str(get_settings().warehouse)
-
-
-def window_vars(window: dg.TimeWindow) -> dict[str, str]:
-    """The dbt vars of a partition window: inclusive dates (Dagster's window end is exclusive)."""
+def window_env(window: dg.TimeWindow | None) -> dict[str, str]:
+    """The environment a dbt run reads its window from (macros/windows.sql): inclusive dates
+    (Dagster's window end is exclusive); no window, all history. Not `--vars`: changed vars make
+    dbt re-parse the whole project on every run (5-8 s here)."""
+    if window is None:
+        return {"MMM_DBT_MIN_DATE": "", "MMM_DBT_MAX_DATE": ""}
     return {
-        "min_date": window.start.date().isoformat(),
-        "max_date": (window.end - timedelta(days=1)).date().isoformat(),
+        "MMM_DBT_MIN_DATE": window.start.date().isoformat(),
+        "MMM_DBT_MAX_DATE": (window.end - timedelta(days=1)).date().isoformat(),
     }
+
+
+@contextmanager
+def dbt_environment(window: dg.TimeWindow | None) -> Iterator[None]:
+    """dbt runs as a subprocess of this one and inherits its environment: the warehouse Python
+    opens (absolute) and the window, for the length of one invocation."""
+    updates = {"MMM_WAREHOUSE": str(get_settings().warehouse)} | window_env(window)
+    saved = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
+
+
+#: one target folder for every invocation (dagster-dbt's default is a new one per run), so dbt's
+#: partial-parse state survives from one run to the next; runs of the pool never overlap
+TARGET = dbt_project.project_dir / "target"
 
 
 @cache
@@ -73,9 +94,8 @@ def dbt_feature_assets() -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
         pool=DUCKDB_POOL,
     )
     def dbt_features_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        export_warehouse()
-        dbt_vars = json.dumps(window_vars(context.partition_time_window))
-        yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+        with dbt_environment(context.partition_time_window):
+            yield from dbt.cli(["build"], context=context, target_path=TARGET).stream()
 
     @dbt_assets(
         manifest=manifest,
@@ -86,8 +106,8 @@ def dbt_feature_assets() -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
         pool=DUCKDB_POOL,
     )
     def dbt_features_static(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        export_warehouse()
-        yield from dbt.cli(["build"], context=context).stream()
+        with dbt_environment(None):
+            yield from dbt.cli(["build"], context=context, target_path=TARGET).stream()
 
     return dbt_features_daily, dbt_features_static
 
