@@ -12,13 +12,17 @@ Prints rows/s and peak RSS for each, and the ratio platform / plain (the figure 
 
 from __future__ import annotations
 
+import sys
+
+# bench/platform.py shadows the standard library's `platform`: keep the bench folder off the path
+sys.path = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
+
 import argparse
 import datetime as dt
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +32,8 @@ def child_platform(landing: Path, warehouse: Path) -> dict:
     import duckdb
 
     from mmm_platform.contracts import load_contract
-    from mmm_platform.ingest.load import Window, ingest_table
+    from mmm_platform.ingest.load import ingest_table
+    from mmm_platform.warehouse import Window
 
     contract = load_contract()
     start = dt.date(2020, 1, 1)

@@ -18,6 +18,26 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 INSTANCE_TEMPLATE = PROJECT_ROOT / "deploy" / "local" / "dagster.yaml"
 
 
+#: schemas the platform writes, and names DuckDB reserves: a warehouse file named like one of them
+#: makes every `schema.table` reference ambiguous (the database is named after the file)
+WAREHOUSE_SCHEMAS = frozenset(
+    {
+        "raw",
+        "ingest",
+        "staging",
+        "features",
+        "mmm",
+        "causal",
+        "allocator",
+        "validation",
+        "main",
+        "memory",
+        "system",
+        "temp",
+    }
+)
+
+
 class SettingsError(ValueError):
     """A setting from the environment that cannot be used as given."""
 
@@ -48,8 +68,16 @@ def _path(name: str, default: str) -> Path:
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise SettingsError(f"{name}={path}: {parent} is a file, so nothing can be created under it")
-    if path.is_dir() and name == "MMM_WAREHOUSE":
-        raise SettingsError(f"{name}={path} is a folder; it must name a DuckDB file (e.g. {path / 'warehouse.duckdb'})")
+    if name == "MMM_WAREHOUSE":
+        if path.is_dir():
+            raise SettingsError(
+                f"{name}={path} is a folder; it must name a DuckDB file (e.g. {path / 'warehouse.duckdb'})"
+            )
+        if path.stem.lower() in WAREHOUSE_SCHEMAS:
+            raise SettingsError(
+                f"{name}={path}: DuckDB names the database after the file, and {path.stem!r} is one of the "
+                f"warehouse's schemas ({', '.join(sorted(WAREHOUSE_SCHEMAS))}): choose another file name"
+            )
     return path
 
 

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 from test_features_dbt import build_tiny_world, run_dbt
 
-from mmm_platform.defs.features.assets import dbt_feature_assets
+from mmm_platform.defs.features.assets import dbt_features
 from mmm_platform.defs.features.project import ensure_manifest
 
 Columns = list[tuple[str, str]]
@@ -88,7 +88,7 @@ def test_documented_columns_are_the_columns_the_sql_produces(
 
 
 def test_dagster_asset_pages_show_the_docs(models: dict[str, dict[str, Any]]) -> None:
-    specs = {spec.key.path[-1]: spec for assets_def in dbt_feature_assets() for spec in assets_def.specs}
+    specs = {spec.key.path[-1]: spec for spec in dbt_features().specs}
     assert set(specs) == set(models)
     for name, spec in specs.items():
         assert spec.description and spec.description.startswith(models[name]["description"].strip()), name

@@ -18,7 +18,7 @@ from mmm_platform.cli import main
 from mmm_platform.contracts import load_contract
 from mmm_platform.defs.automation import daily_ingest_schedule, weather_files_sensor
 from mmm_platform.defs.partitions import RANGE_END, RANGE_START, monthly_partitions, range_tags
-from mmm_platform.defs.raw import LANDING_ZONE_KEY, raw_assets, raw_checks
+from mmm_platform.defs.raw import LANDING_ZONE_KEY, raw_assets
 from mmm_platform.defs.resources import DUCKDB_POOL
 from mmm_platform.quality.checks import CHECKS
 
@@ -47,7 +47,8 @@ def test_every_landing_table_is_an_asset_with_its_checks(definitions):
     blocking = {c.name for c in CHECKS if c.blocking}
     assert blocking == {"landing_files_accepted", "contract"}
     assert all(a.op.pool == DUCKDB_POOL for a in raw_assets)
-    assert all(c.node_def.pool == DUCKDB_POOL for c in raw_checks)
+    # the checks run in their asset's step (one step per table), blocking where they block
+    assert all({s.blocking for s in a.check_specs if s.name in blocking} == {True} for a in raw_assets)
     # monthly partitions from MMM_PARTITION_START (conftest), steps in one process
     assert isinstance(monthly_partitions, dg.MonthlyPartitionsDefinition)
     assert monthly_partitions.get_first_partition_key() == "2020-01-01"
@@ -114,24 +115,18 @@ def test_contract_check_runs_the_rules_and_great_expectations_on_raw(definitions
     assert "temp_max_not_below_mean: 2 row(s)" in failed.metadata["problems"].value
 
 
-def test_contract_check_catches_raw_rows_written_around_the_gate(definitions, env):
+def test_contract_check_sees_what_no_single_file_shows(definitions, env):
+    """sales was accepted while its geos existed; a corrected geo file then drops g02. The sales
+    file is unchanged (its verdict is reused), but the contract check over raw finds its orphans."""
     assert _run(definitions, DAYS[0], DAYS[-1]).success
-    con = duckdb.connect(os.environ["MMM_WAREHOUSE"])
-    con.execute("UPDATE raw.sales SET revenue = 'inf'::DOUBLE WHERE geo_id = 'g01'")
-    con.execute("UPDATE raw.sales SET geo_id = 'g77' WHERE geo_id = 'g02' AND date = ?", [DAYS[0]])
-    con.close()
-    job = definitions.resolve_job_def("ingest")
-    result = job.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        tags=range_tags(DAYS[0], DAYS[-1]),
-        op_selection=["raw__sales_contract"],
-        raise_on_error=False,
-    )
-    (evaluation,) = result.get_asset_check_evaluations()
-    problems = evaluation.metadata["problems"].value
-    assert not evaluation.passed
-    assert "finite:revenue" in problems and "4 row(s)" in problems
-    assert "known_geo:geo_id" in problems and "g77" in problems
+    geo = pl.read_parquet(env / "geo" / "geo.parquet").filter(pl.col("geo_id") == "g01")
+    write(geo, env / "geo" / "geo.parquet")
+    result = _run(definitions, DAYS[0], DAYS[-1])
+    evals = {e.check_name: e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "sales"}
+    assert evals["landing_files_accepted"].passed
+    problems = evals["contract"].metadata["problems"].value
+    assert not evals["contract"].passed
+    assert "known_geo:geo_id" in problems and "4 row(s)" in problems and "g02" in problems
 
 
 def test_blocking_failure_stops_downstream_assets(definitions, env):
@@ -229,6 +224,7 @@ def test_cli_exit_codes_and_messages(env, capsys):
         ("MMM_FRESHNESS_DAYS", "three", "not an integer"),
         ("MMM_WAREHOUSE", "{file}/warehouse.duckdb", "is a file"),
         ("MMM_WAREHOUSE", "{dir}", "is a folder"),
+        ("MMM_WAREHOUSE", "{dir}/ingest.duckdb", "one of the warehouse's schemas"),
     ],
 )
 def test_cli_settings_errors_exit_2_with_one_line(env, monkeypatch, tmp_path, capsys, variable, value, words):

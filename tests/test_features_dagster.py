@@ -16,7 +16,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from mmm_platform.contracts import load_contract
-from mmm_platform.defs.features.assets import dbt_feature_assets, geo_cluster, geo_neighbors, window_env
+from mmm_platform.defs.features.assets import dbt_features, geo_cluster, geo_neighbors, window_env
 from mmm_platform.defs.features.project import dbt_project
 from mmm_platform.warehouse import ensure_warehouse
 
@@ -91,24 +91,19 @@ def count(warehouse: Path, sql: str) -> tuple:
         return con.execute(sql).fetchone()
 
 
-def test_dbt_models_are_assets_keyed_by_table_with_checks() -> None:
-    daily, static = dbt_feature_assets()
-    assert dg.AssetKey(["features", "geo_day"]) in daily.keys
-    assert dg.AssetKey(["staging", "stg_weather_observed"]) in static.keys
+def test_dbt_models_are_one_monthly_asset_keyed_by_table_with_checks() -> None:
+    dbt = dbt_features()
     assert {
+        dg.AssetKey(["features", "geo_day"]),
+        dg.AssetKey(["staging", "stg_weather_observed"]),
         dg.AssetKey(["features", "weather_climatology"]),
         dg.AssetKey(["staging", "stg_geo"]),
-    } <= static.keys
-    assert not daily.keys & static.keys
-    assert daily.partitions_def is not None and static.partitions_def is None
-    assert all(spec.group_name == "features" for spec in [*daily.specs, *static.specs])
+    } <= dbt.keys
+    assert len(dbt.keys) == 27 and isinstance(dbt.partitions_def, dg.MonthlyPartitionsDefinition)
+    assert all(spec.group_name == "features" for spec in dbt.specs)
     # sources are the ingestion assets; dbt tests are checks on the models
-    assert (
-        dg.AssetKey(["raw", "weather_observed"]) in static.asset_deps[dg.AssetKey(["staging", "stg_weather_observed"])]
-    )
-    assert (
-        dg.AssetCheckKey(dg.AssetKey(["features", "geo_day"]), "matches_landing_geo_days_geo_day_") in daily.check_keys
-    )
+    assert dg.AssetKey(["raw", "weather_observed"]) in dbt.asset_deps[dg.AssetKey(["staging", "stg_weather_observed"])]
+    assert dg.AssetCheckKey(dg.AssetKey(["features", "geo_day"]), "matches_landing_geo_days_geo_day_") in dbt.check_keys
 
 
 def test_partition_window_becomes_the_inclusive_dbt_window() -> None:
@@ -118,12 +113,11 @@ def test_partition_window_becomes_the_inclusive_dbt_window() -> None:
 
 
 def test_materialize_the_features_for_a_month(warehouse: Path) -> None:
-    daily, static = dbt_feature_assets()
     last = START + dt.timedelta(days=DAYS - 1)
     month = last.replace(day=1)
-    # one run: the unpartitioned assets, then the newest monthly partition downstream of them
+    # one run of the newest monthly partition: the dbt build, then the Python assets downstream
     result = dg.materialize(
-        [static, geo_cluster, geo_neighbors, daily], partition_key=month.isoformat(), resources=resources(warehouse)
+        [dbt_features(), geo_cluster, geo_neighbors], partition_key=month.isoformat(), resources=resources(warehouse)
     )
     assert result.success
     checks = result.get_asset_check_evaluations()

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmm_platform.cli.runs import EXIT_OK, EXIT_USAGE, execute
+from mmm_platform.cli.runs import EXIT_OK, EXIT_USAGE, UsageError, execute
 from mmm_platform.config import SettingsError, get_settings
 from mmm_platform.warehouse import WarehouseUnavailable, connect
 
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--start", type=_date, default=None, help="first day of a backfill (its month is loaded)")
             sp.add_argument("--end", type=_date, default=None, help="last day of a backfill (its month is loaded)")
             sp.add_argument("--full", action="store_true", help="reload every partition, changed or not")
+            sp.add_argument(
+                "--tables",
+                type=lambda v: [t.strip() for t in v.split(",") if t.strip()],
+                default=None,
+                help="with --start/--end/--full: only these landing tables (comma-separated)",
+            )
         sp.add_argument("--verbose", action="store_true", help="show dbt's log and every step's log here")
 
     sp = sub.add_parser("simulate", help="write the demo world and its ground truth into the landing zone")
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         get_settings()
         return args.func(args)
-    except (SettingsError, WarehouseUnavailable) as exc:
+    except (SettingsError, UsageError, WarehouseUnavailable) as exc:
         print(f"mmm-platform: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -94,6 +94,8 @@ class Progress:
         if line is not None:
             line.checks += 1
         name = f"{'/'.join(evaluation.asset_key.path)}:{evaluation.check_name}"
+        if not evaluation.passed and evaluation.description:
+            name += f": {evaluation.description}"
         if evaluation.passed:
             self.checks.passed += 1
         elif evaluation.severity == dg.AssetCheckSeverity.ERROR:

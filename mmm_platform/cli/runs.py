@@ -29,6 +29,10 @@ from mmm_platform.warehouse import connect
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class UsageError(ValueError):
+    """A command that cannot run as given: the CLI prints it on one line and exits 2."""
+
+
 def instance(settings: Settings) -> Any:  # -> dg.DagsterInstance
     """The instance in DAGSTER_HOME (default .dagster_home, the one `make dev` shows), created with
     the project's local instance settings (pools) when it does not exist yet."""
@@ -80,6 +84,9 @@ def plan(
     in_job = set(definitions.resolve_job_def(job_name).asset_layer.executable_asset_keys)
     if _ranged(args):
         tables = getattr(args, "tables", None) or list(contract.tables)
+        unknown = sorted(set(tables) - set(contract.tables))
+        if unknown:
+            raise UsageError(f"no landing table named {', '.join(unknown)} (tables: {', '.join(contract.tables)})")
         first = max(getattr(args, "start", None) or PARTITION_START, PARTITION_START)
         runs = [(tables, (first, min(getattr(args, "end", None) or last, last)), "requested range")]
     else:
@@ -206,18 +213,18 @@ def _quiet(log_file: Path, quiet: bool) -> Iterator[None]:
 
 
 def _print_problems(inst: Any, run_ids: list[str], out: TextIO) -> None:
-    """Every failed check of these runs with its problems (table, file, rule, rows)."""
+    """Every failed blocking check of these runs with its problems (table, file, rule, rows); the
+    warnings are one line each in the summary, their details on the check in the UI."""
     import dagster as dg
 
     for run_id in run_ids:
         records = inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
         for record in records:
             ev = record.event_log_entry.dagster_event.event_specific_data
-            if ev.passed:
+            if ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR:
                 continue
-            label = "FAILED check" if ev.severity == dg.AssetCheckSeverity.ERROR else "warning"
             problems = ev.metadata.get("problems")
-            _say(out, f"{label} {'/'.join(ev.asset_key.path)}:{ev.check_name}: {ev.description}")
+            _say(out, f"FAILED check {'/'.join(ev.asset_key.path)}:{ev.check_name}: {ev.description}")
             if problems is not None and problems.value != "none":
                 _say(out, problems.value)
 

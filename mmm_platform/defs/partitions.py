@@ -37,7 +37,6 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=month_start(PARTI
 #: run tags that make one run cover a range of partitions (a single-run backfill)
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
-PARTITION_TAG = "dagster/partition"
 #: the dates a run covers, for people reading the run list
 DATES_TAG = "mmm/dates"
 

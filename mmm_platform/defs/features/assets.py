@@ -1,8 +1,8 @@
 """The feature marts as Dagster assets.
 
-- dbt models in two selections: `tag:daily` (staging views of the daily landing tables and the
-  incremental marts), partitioned by day and run as one dbt build over the partition window
-  (single-run backfills), and `tag:static` (dimension views and the climatology), unpartitioned.
+- every dbt model, monthly-partitioned, run as one dbt build over the partition window
+  (single-run backfills): the incremental marts rewrite the window, views and the climatology are
+  rebuilt whole.
   dbt tests are their asset checks; dbt sources are the ingestion assets ["raw", T].
 - Python assets for what dbt does not do well: climate clusters and spatial neighbour weights.
 """
@@ -78,38 +78,26 @@ TARGET = dbt_project.project_dir / "target"
 
 
 @cache
-def dbt_feature_assets() -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
-    """The daily and the static dbt assets; built on first use, once the manifest is ready."""
-    manifest = ensure_manifest()
-    translator = FeaturesTranslator()
+def dbt_features() -> dg.AssetsDefinition:
+    """Every dbt model as one monthly-partitioned multi-asset, run as one `dbt build` per run
+    (one dbt start-up and parse, not one per selection): the incremental marts rewrite the run's
+    window, the staging views and the climatology are rebuilt whole (they take well under a second).
+    Built on first use, once the manifest is ready."""
 
     @dbt_assets(
-        manifest=manifest,
+        manifest=ensure_manifest(),
         project=dbt_project,
-        select="tag:daily",
-        name="dbt_features_daily",
+        name="dbt_features",
         partitions_def=monthly_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        dagster_dbt_translator=translator,
+        dagster_dbt_translator=FeaturesTranslator(),
         pool=DUCKDB_POOL,
     )
-    def dbt_features_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    def _dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
         with dbt_environment(context.partition_time_window):
             yield from dbt.cli(["build"], context=context, target_path=TARGET).stream()
 
-    @dbt_assets(
-        manifest=manifest,
-        project=dbt_project,
-        select="tag:static",
-        name="dbt_features_static",
-        dagster_dbt_translator=translator,
-        pool=DUCKDB_POOL,
-    )
-    def dbt_features_static(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        with dbt_environment(None):
-            yield from dbt.cli(["build"], context=context, target_path=TARGET).stream()
-
-    return dbt_features_daily, dbt_features_static
+    return _dbt
 
 
 @dg.asset(
@@ -156,6 +144,6 @@ def geo_neighbors(duckdb: DuckDBResource) -> dg.MaterializeResult:
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[*dbt_feature_assets(), geo_cluster, geo_neighbors],
+        assets=[dbt_features(), geo_cluster, geo_neighbors],
         resources={"dbt": DbtCliResource(project_dir=dbt_project)},
     )

@@ -1,0 +1,247 @@
+"""The platform through its own entry point, against a plain DuckDB load of the same files.
+
+    .venv/bin/python bench/platform.py [--geos 24 200] [--days 730] [--ui]
+
+For each world (default: the demo world, 24 geos, and 200 geos; two years each), in one run:
+1. plain DuckDB: `CREATE TABLE AS SELECT` of every table's files, no checks (bench/ingest.py's child);
+2. `mmm-platform ingest` through the CLI, a fresh warehouse and a fresh persistent SQLite
+   DAGSTER_HOME (as `make dev` shows it), Dagster start-up included;
+3. the same command again with nothing new (the no-op);
+4. `mmm-platform run` on another fresh warehouse and instance: ingest and every feature mart;
+5. a new weather day (a file with the day after the world's last, observed and forecast) and
+   `mmm-platform run` again: through to updated features;
+6. with --ui (default world only): `dagster dev` on the instance of step 4, a materialization of
+   raw/geo launched the way the UI launches it (GraphQL launchRun), timed from launch to success,
+   beside `mmm-platform ingest --full --tables geo` for the same work.
+Each step prints wall time, rows/s (rows written / wall), events recorded in the instance, peak RSS
+and, for the CLI ingest, the ratio plain / platform. Aims (issue 6): ratio >= 0.3 at 200 geos,
+default-world ingest plus features <= 30 s, no-op <= 5 s, new weather day <= 10 s, UI <= 2 x CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# this file's name shadows the standard library's `platform` (which polars and others import):
+# take the bench folder off the import path before anything else is imported
+sys.path = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+
+def _bench_ingest():  # bench/ingest.py: the plain DuckDB child and its peak RSS
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ingest", Path(__file__).with_name("ingest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+measure = _bench_ingest().measure
+
+CLI = Path(sys.executable).with_name("mmm-platform")
+
+
+def events(home: Path) -> int:
+    """Event rows the SQLite instance holds (every run's event log)."""
+    runs = home / "history" / "runs"
+    total = 0
+    for db in runs.glob("*.db"):
+        if db.name == "index.db":
+            continue
+        with sqlite3.connect(db) as con:
+            total += con.execute("SELECT count(*) FROM event_logs").fetchone()[0]
+    return total
+
+
+def cli(args: list[str], env: dict[str, str]) -> dict:
+    """One CLI command: wall seconds, peak RSS (MiB, from /usr/bin/time) and its exit code."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", str(CLI), *args], env=env, capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in (0,):
+        raise SystemExit(
+            f"`mmm-platform {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
+    rss = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    return {"seconds": seconds, "rss": rss, "out": proc.stdout}
+
+
+def raw_rows(warehouse: Path) -> int:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'"
+            ).fetchall()
+        ]
+        return sum(con.execute(f'SELECT count(*) FROM raw."{t}"').fetchone()[0] for t in tables)
+
+
+def add_weather_day(landing: Path) -> dt.date:
+    """A new day of observed weather (the last day's values, one day later) and its forecasts."""
+    obs = pl.read_parquet(landing / "weather_observed" / "*.parquet")
+    last = obs["date"].max()
+    new = last + dt.timedelta(days=1)
+    obs.filter(pl.col("date") == last).with_columns(pl.lit(new).alias("date")).write_parquet(
+        landing / "weather_observed" / f"weather_observed_{new}.parquet"
+    )
+    fc = pl.read_parquet(landing / "weather_forecast" / "*.parquet")
+    shifted = fc.filter(pl.col("issue_date") == fc["issue_date"].max()).with_columns(
+        pl.col("issue_date") + dt.timedelta(days=1), pl.col("target_date") + dt.timedelta(days=1)
+    )
+    shifted.write_parquet(landing / "weather_forecast" / f"weather_forecast_issued_{new}.parquet")
+    return new
+
+
+def row(label: str, r: dict, rows: int | None, n_events: int | None, extra: str = "") -> None:
+    rate = f"{rows / r['seconds']:>12,.0f}" if rows else f"{'':>12}"
+    ev = f"{n_events:>8,}" if n_events is not None else f"{'':>8}"
+    print(f"  {label:<34}{r['seconds']:>8.1f}{rate}{ev}{r['rss']:>9.0f}  {extra}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ui_launch(env: dict[str, str], home: Path) -> float:
+    """`dagster dev` on `home`; launch raw/geo as the UI does (GraphQL), seconds to success."""
+    import dagster as dg
+    from dagster_graphql import DagsterGraphQLClient
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    dev = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(root / "workspace.yaml"), "-p", str(port)],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+        deadline = time.time() + 180
+        while True:
+            try:
+                client._execute("{ version }")
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise SystemExit("dagster dev did not answer in 180 s") from None
+                time.sleep(1)
+        t0 = time.perf_counter()
+        run_id = client.submit_job_execution(
+            "__ASSET_JOB", repository_location_name="mmm_platform", asset_selection=[["raw", "geo"]]
+        )
+        os.environ["DAGSTER_HOME"] = str(home)
+        instance = dg.DagsterInstance.get()
+        while True:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.is_finished:
+                if run.status != dg.DagsterRunStatus.SUCCESS:
+                    raise SystemExit(f"UI run {run_id} ended {run.status}")
+                return time.perf_counter() - t0
+            time.sleep(0.25)
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.wait(timeout=60)
+
+
+def features_figures(warehouse: Path) -> None:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        geo_days = con.sql("SELECT count(*) FROM features.geo_day").fetchone()[0]
+        k, silhouette = con.sql("SELECT max(k), avg(silhouette) FROM features.geo_cluster").fetchone()
+        print(f"  features.geo_day {geo_days:,} rows; climate clusters k = {k} (mean silhouette {silhouette:.2f})")
+        errors = []
+        for lead in (1, 3, 7):
+            mean, sd = con.sql(
+                f"SELECT avg(temp_mean_c_fc_error_l{lead}), stddev_samp(temp_mean_c_fc_error_l{lead}) "
+                "FROM features.weather_forecast_error"
+            ).fetchone()
+            errors.append(f"lead {lead}: mean {mean:+.3f}, sd {sd:.2f}")
+        print(f"  temp_mean_c forecast error (observed - forecast, °C): {'; '.join(errors)}")
+
+
+def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
+    landing = workdir / "landing"
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("ingest.py")), "--child", "world", "--landing", str(landing),
+         "--geos", str(geos), "--days", str(days), "--format", "mixed"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    world = json.loads(out.strip().splitlines()[-1])
+    print(
+        f"\nworld: {geos} geos x {days} days, {world['rows']:,} rows in {world['files']} files ({world['mib']:.0f} MiB)"
+    )
+    print(f"  {'step':<34}{'wall s':>8}{'rows/s':>12}{'events':>8}{'RSS MiB':>9}")
+    plain = measure("plain", landing, workdir)
+    plain["rss"] = plain["peak_rss_mb"]
+    row("plain DuckDB load (no checks)", plain, plain["rows"], None)
+
+    def env_for(name: str) -> tuple[dict[str, str], Path, Path]:
+        home, warehouse = workdir / f"home_{name}", workdir / f"warehouse_{name}.duckdb"
+        env = dict(os.environ, MMM_LANDING_DIR=str(landing), MMM_WAREHOUSE=str(warehouse), DAGSTER_HOME=str(home))
+        env.pop("MMM_PARTITION_START", None)
+        return env, home, warehouse
+
+    env, home, warehouse = env_for("ingest")
+    ingest = cli(["ingest"], env)
+    n = raw_rows(warehouse)
+    ratio = (n / ingest["seconds"]) / plain["rows_per_s"]
+    row("mmm-platform ingest (CLI, SQLite)", ingest, n, events(home), f"ratio plain/platform {ratio:.2f}")
+    before = events(home)
+    noop = cli(["ingest"], env)
+    row("  re-run, nothing new", noop, None, events(home) - before)
+
+    env, home, warehouse = env_for("run")
+    run = cli(["run"], env)
+    row("mmm-platform run (ingest + features)", run, raw_rows(warehouse), events(home))
+    new = add_weather_day(landing)
+    before = events(home)
+    day = cli(["run"], env)
+    row(f"  new weather day {new}", day, None, events(home) - before, "run: ingest + features")
+    before = events(home)
+    noop_run = cli(["run"], env)
+    row("  run again, nothing new", noop_run, None, events(home) - before)
+    features_figures(warehouse)
+    if ui:
+        cli_geo = cli(["ingest", "--full", "--tables", "geo"], env)
+        ui_seconds = ui_launch(env, home)
+        row("raw/geo via the CLI", cli_geo, None, None)
+        print(
+            f"  {'raw/geo launched from the UI':<34}{ui_seconds:>8.1f}  (UI / CLI {ui_seconds / cli_geo['seconds']:.2f})"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--geos", type=int, nargs="+", default=[24, 200])
+    ap.add_argument("--days", type=int, default=730)
+    ap.add_argument("--ui", action="store_true", help="also time a UI launch (default world only)")
+    a = ap.parse_args()
+    for geos in a.geos:
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench-platform-{geos}-"))
+        try:
+            bench_world(geos, a.days, workdir, a.ui and geos == a.geos[0])
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
