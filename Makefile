@@ -41,8 +41,10 @@ test: setup                                ## the test suite
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-dev: setup $(DAGSTER_HOME)/dagster.yaml    ## the Dagster UI on http://localhost:3000
-	$(BIN)/dagster dev -w workspace.yaml
+dev: setup $(DAGSTER_HOME)/dagster.yaml    ## the Dagster UI on http://localhost:3000, with the daemon (sensor, schedule, queue)
+	$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
+	trap 'kill $$daemon 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/dagster-webserver -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: setup                               ## platform figures through the CLI (bench/platform.py)
 	$(BIN)/python bench/platform.py
