@@ -3,7 +3,7 @@
 Running the same function with one driver removed (and the same noise) gives the counterfactual
 truth. Per category and channel (store / online):
 
-    core   = baseline x noise x promotion x shock uplift  +  forecast-driven demand (unobserved)
+    core   = baseline x noise x promotion x shock uplift  +  forecast-driven demand (unobserved, non-linear)
     demand = share x core  +  media  +  size x (temp_effect x (temp - ref) + precip_effect x precip)
     revenue = availability x operations factor x max(demand, 0)
 
@@ -31,7 +31,7 @@ from mmm_platform.simulate.context import (
 )
 from mmm_platform.simulate.frames import panel_frame
 from mmm_platform.simulate.geography import Geography
-from mmm_platform.simulate.media import CHANNELS, MediaPlan, response
+from mmm_platform.simulate.media import CHANNELS, MediaPlan
 from mmm_platform.simulate.retail import CATEGORIES, CATEGORY_NAMES, Retail
 from mmm_platform.simulate.timeline import Timeline
 from mmm_platform.simulate.weather import Weather, WeatherDrivers
@@ -39,6 +39,11 @@ from mmm_platform.simulate.weather import Weather, WeatherDrivers
 #: $ per geo-day (size 1) per °C of the mean lead-1 / lead-3 forecast anomaly: trips planned and stock
 #: moved on the forecast
 FORECAST_DEMAND_TEMP = 90.0
+#: and per °C of that forecast above HEAT_THRESHOLD_C (cooling and pool trips), so the confounder is not
+#: linear in the forecast; both are WEEKEND_FORECAST_FACTOR times stronger on Saturdays and Sundays
+FORECAST_DEMAND_HEAT = 120.0
+HEAT_THRESHOLD_C = 25.0
+WEEKEND_FORECAST_FACTOR = 1.6
 #: $ per geo-day (size 1) per mm of the day-ahead forecast precipitation anomaly: trips postponed
 FORECAST_DEMAND_PRECIP = -15.0
 #: how the weather effect splits between stores and online (rain moves shoppers online)
@@ -64,7 +69,9 @@ class Scenario:
 
     shocks_off: frozenset[str] = frozenset()
     channel_scale: dict[str, float] = field(default_factory=dict)
-    holdout: bool = True
+    experiments_off: frozenset[str] = frozenset()
+    #: False: demand noise at its mean (1), for the noise-free baseline of the oracle regression
+    demand_noise: bool = True
     promotions: bool = True
     stockouts: bool = True
     temp_shift: float = 0.0
@@ -77,6 +84,11 @@ class Outcome:
     online: np.ndarray  # (G, T, C)
     spend: np.ndarray  # (G, T, J)
     contribution: np.ndarray  # (G, T, N) media revenue before availability and operations
+    #: (G, T, N) the revenue each channel adds after availability and operations: what switching the
+    #: channel off removes, on every geo-day
+    media_revenue: np.ndarray
+    #: (G, T, C) revenue per unit of demand noise (revenue = ... + noise_loading x (noise - 1))
+    noise_loading: np.ndarray
     weather: WeatherDrivers
     ops: Operations
 
@@ -140,18 +152,26 @@ class DemandModel:
         active = [s for s in self.weather.shock_ids if s not in scenario.shocks_off]
         wd = self.weather.drivers(active)
         ops = operations(self.context, self.timeline, wd.storm_category)
-        spend = self.media.spend(wd, holdout=scenario.holdout, channel_scale=scenario.channel_scale)
-        contribution = response(spend, self.geo.size)
+        spend = self.media.spend(wd, scenario.experiments_off, scenario.channel_scale)
+        contribution = self.media.contribution(spend, self.geo.size)
         retail = self.retail
         promo = retail.promo.lift * retail.promo.pre_post if scenario.promotions else 1.0
         inventory = retail.inventory if scenario.promotions else retail.inventory_without_promotions
         availability = inventory.availability if scenario.stockouts else 1.0
         uplift = 1 + _HEAT_UPLIFT * wd.heatwave[..., None] + _STORM_EVE_UPLIFT * wd.storm_eve[..., None]
-        forecast_demand = self.geo.size[:, None] * (
-            FORECAST_DEMAND_TEMP * wd.temp_forecast_anomaly
-            + FORECAST_DEMAND_PRECIP * wd.precip_forecast_anomaly_day_ahead
+        weekend = np.where(self.timeline.dow[: self.config.n_days] >= 5, WEEKEND_FORECAST_FACTOR, 1.0)
+        forecast_demand = (
+            self.geo.size[:, None]
+            * weekend
+            * (
+                FORECAST_DEMAND_TEMP * wd.temp_forecast_anomaly
+                + FORECAST_DEMAND_HEAT * np.maximum(wd.temp_forecast - HEAT_THRESHOLD_C, 0.0)
+                + FORECAST_DEMAND_PRECIP * wd.precip_forecast_anomaly_day_ahead
+            )
         )
-        core = self.baseline * self.noise * promo * uplift + forecast_demand[..., None] * _FORECAST_DEMAND_SHARE
+        noise = self.noise if scenario.demand_noise else 1.0
+        noisy = self.baseline * promo * uplift
+        core = noisy * noise + forecast_demand[..., None] * _FORECAST_DEMAND_SHARE
         weather_store, weather_online = weather_terms(
             self.geo.size, wd.temp_mean + scenario.temp_shift, wd.precip + scenario.precip_shift
         )
@@ -160,23 +180,38 @@ class DemandModel:
         online_share = self.online_share[:, None, :]
         store = (1 - online_share) * core + media_store + weather_store
         online = online_share * core + media_online + weather_online
+        store_factor = ops.store_factor[..., None] * (store > 0)
+        online_factor = ops.online_factor[..., None] * (online > 0)
+        served = MEDIA_CATEGORY_SHARE * availability
+        media_revenue = contribution * (
+            (1 - _CHANNEL_ONLINE) * (served * store_factor).sum(axis=-1, keepdims=True)
+            + _CHANNEL_ONLINE * (served * online_factor).sum(axis=-1, keepdims=True)
+        )
         return Outcome(
-            pos=availability * ops.store_factor[..., None] * np.maximum(store, 0.0),
-            online=availability * ops.online_factor[..., None] * np.maximum(online, 0.0),
+            pos=availability * store_factor * store,
+            online=availability * online_factor * online,
             spend=spend,
             contribution=contribution,
+            media_revenue=media_revenue,
+            noise_loading=availability * noisy * (store_factor * (1 - online_share) + online_factor * online_share),
             weather=wd,
             ops=ops,
         )
 
 
+#: multiplicative demand noise: log-sd of a persistent local (geo-day, AR(1)) part and of a category part
+NOISE_LOCAL_SD = 0.03
+NOISE_PERSISTENCE = 0.6
+NOISE_CATEGORY_SD = 0.025
+
+
 def demand_noise(config: WorldConfig, shape: tuple[int, int, int]) -> np.ndarray:
-    """Multiplicative noise: a persistent local (geo-day) part and a category part."""
+    """(G, T, C) mean-one multiplicative noise: a persistent local (geo-day) part and a category part."""
     rng = rng_for(config.seed, "demand_noise")
     n_g, n_t, _ = shape
-    phi = 0.6
-    local = ar1(rng.standard_normal((n_g, n_t + 30)), phi, 30)
-    return np.exp(0.03 * local[..., None] + 0.025 * rng.standard_normal(shape) - (0.03**2 + 0.025**2) / 2)
+    local = ar1(rng.standard_normal((n_g, n_t + 30)), NOISE_PERSISTENCE, 30)
+    log = NOISE_LOCAL_SD * local[..., None] + NOISE_CATEGORY_SD * rng.standard_normal(shape)
+    return np.exp(log - (NOISE_LOCAL_SD**2 + NOISE_CATEGORY_SD**2) / 2)
 
 
 def planned_revenue(model_baseline: np.ndarray, weather: Weather, geo: Geography, n_days: int) -> np.ndarray:
@@ -186,10 +221,24 @@ def planned_revenue(model_baseline: np.ndarray, weather: Weather, geo: Geography
     return np.maximum(model_baseline + store + online + typical_media, 0.0)
 
 
+def contribution_margin(pos: np.ndarray, online: np.ndarray, retail: Retail) -> np.ndarray:
+    """(G, T, C) revenue minus cost of goods, fulfilment (9% online, 4% in store) and payment fees (2.5%)."""
+    revenue = pos + online
+    return revenue * (1 - retail.cost_per_dollar) - 0.09 * online - 0.04 * pos - 0.025 * revenue
+
+
 def sales_table(
-    outcome: Outcome, retail: Retail, geo: Geography, timeline: Timeline, config: WorldConfig
+    outcome: Outcome,
+    retail: Retail,
+    geo: Geography,
+    timeline: Timeline,
+    config: WorldConfig,
+    new_share: np.ndarray,
+    assisted_share: np.ndarray,
 ) -> pl.DataFrame:
-    """Orders, units, cogs and margin consistent with the day's SKU prices, discounts and unit costs."""
+    """Orders, units, cogs and margin consistent with the day's SKU prices, discounts and unit costs.
+    `new_share`, `assisted_share` (G, T): the share of orders from new customers and from customers who
+    saw an ad in the last week, both driven by exposure (impressions per person), not by the true effect."""
     rng = rng_for(config.seed, "sales_table")
     n_t = config.n_days
     pos = np.round(outcome.pos, 2)
@@ -198,16 +247,14 @@ def sales_table(
     products = retail.products
     share = retail.revenue_share
     units_per_dollar = (share / retail.price) @ products.onehot
-    cost_per_dollar = (share * products.unit_cost / retail.price) @ products.onehot
     units = np.round(revenue * units_per_dollar).astype(np.int64)
     upo = np.array([c.units_per_order for c in CATEGORIES])
     orders = np.minimum(units, np.maximum(np.round(units / upo * rng.lognormal(0, 0.05, units.shape)), units > 0))
     orders = orders.astype(np.int64)
-    cogs = np.round(revenue * cost_per_dollar, 2)
-    margin = np.round(revenue - cogs - 0.09 * online - 0.04 * pos - 0.025 * revenue, 2)
-    media_share = np.clip(outcome.contribution.sum(axis=-1) / np.maximum(outcome.revenue.sum(axis=-1), 1.0), 0, 1)
-    new = rng.binomial(orders, np.clip(0.15 + 0.5 * media_share, 0.0, 0.6)[..., None])
-    assisted = rng.binomial(orders, np.clip(0.05 + 0.8 * media_share, 0.0, 1.0)[..., None])
+    cogs = np.round(revenue * retail.cost_per_dollar, 2)
+    margin = np.round(contribution_margin(pos, online, retail), 2)
+    new = rng.binomial(orders, new_share[..., None])
+    assisted = rng.binomial(orders, assisted_share[..., None])
     columns = {
         "orders": orders,
         "units": units,

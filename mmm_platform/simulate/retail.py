@@ -321,7 +321,7 @@ def draw_supply(config: WorldConfig, n_g: int) -> SupplyDraws:
     rng = rng_for(config.seed, "supply")
     n_t, n_k = config.n_days, config.n_skus
     shape = (n_t, n_g, n_k)
-    late = rng.uniform(size=shape) < 0.08
+    late = rng.uniform(size=shape) < 0.04
     delay = np.where(late, rng.integers(2, 15, shape), 0).astype(np.int16)
     lead_days = rng.integers(3, 12, n_k).astype(float)
     quoted = np.broadcast_to(lead_days, (n_t, n_k)).copy()
@@ -351,7 +351,7 @@ def simulate_inventory(units: np.ndarray, products: Products, supply: SupplyDraw
     rate = (csum[horizon : horizon + n_t] - csum[:n_t]) / horizon
     lead = supply.lead_days
     target = rate * (lead + 10) * 1.2
-    reorder = rate * (lead + 3)
+    reorder = rate * (lead + 6)
     on_hand = target[0] * supply.initial
     open_qty = np.zeros((n_g, n_k))
     arrival = np.full((n_g, n_k), -1)
@@ -400,6 +400,8 @@ class Retail:
     price: np.ndarray
     planned_units: np.ndarray
     supply: SupplyDraws
+    #: (G, T, C) cost of goods per dollar of category revenue at the day's prices and SKU mix
+    cost_per_dollar: np.ndarray
     inventory: Inventory
     inventory_without_promotions: Inventory
 
@@ -431,6 +433,7 @@ def build_retail(config: WorldConfig, timeline: Timeline, geo: Geography, planne
         price=price,
         planned_units=units,
         supply=supply,
+        cost_per_dollar=(share * products.unit_cost / price) @ products.onehot,
         inventory=simulate_inventory(units, products, supply, share),
         inventory_without_promotions=simulate_inventory(units_np, products, supply, share_np),
     )
