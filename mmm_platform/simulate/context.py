@@ -343,7 +343,7 @@ def digital_table(
         "push_sends": np.round(sessions * 0.4 * 0.5),
         "organic_search_clicks": rng.poisson(online_revenue / 70 * 0.6),
         "social_mentions": rng.poisson(
-            (geo.size[:, None] * 25 + geo.population[:, None] / 1e5 * 30 * brand_exposure)
+            (geo.size[:, None] * 25 + geo.population[:, None] / 1e5 * 120 * brand_exposure)
             * np.where(ctx.local_event >= 0, 1.5, 1.0)
         ),
         "support_tickets": tickets,

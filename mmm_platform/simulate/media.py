@@ -468,7 +468,7 @@ def build_media_plan(config: WorldConfig, timeline: Timeline, geo: Geography) ->
     noise_rng = rng_for(config.seed, "media_noise")
     noise = {k: noise_rng.standard_normal((n_g, n_t, n_j)) for k in ("cpm", "ctr", "sov", "conversions", "aov")}
     noise["rival"] = noise_rng.normal(0.3, 0.5, (n_g, 1, n_j))
-    noise["platform_drift"] = np.exp(0.1 * ar1(noise_rng.standard_normal((n_j, n_t + 100)), 0.99, 100)).T
+    noise["platform_drift"] = np.exp(0.2 * ar1(noise_rng.standard_normal((n_j, n_t + 100)), 0.99, 100)).T
     noise["model_change_day"] = noise_rng.integers(n_t // 4, 3 * n_t // 4 + 1, n_j)
     return MediaPlan(
         planned=planned,
@@ -594,12 +594,15 @@ def trailing(a: np.ndarray, days: int) -> np.ndarray:
     return lagged_sum(a, np.ones(days))
 
 
-def exposure(imps: np.ndarray, geo: Geography, mask: np.ndarray, days: int = 7) -> np.ndarray:
-    """(G, T) impressions of the campaigns in `mask` over the last `days` days, per person: what
-    people saw, the source of every exposure-driven metric (assisted conversions, mentions, new customers)."""
-    return trailing(imps[..., mask].sum(axis=-1), days) / geo.population[:, None]
+def exposure(imps: np.ndarray, geo: Geography, weights: np.ndarray, days: int = 7) -> np.ndarray:
+    """(G, T) impressions over the last `days` days per person, campaign j's counted `weights[j]` times:
+    what people saw, the source of every exposure-driven metric (assisted conversions, mentions, new
+    customers)."""
+    return trailing(imps @ weights, days) / geo.population[:, None]
 
 
+#: how much one impression of a channel gets people talking about the brand (social mentions)
+MENTION_WEIGHT = {"tv": 1.0, "online_video": 0.4, "audio": 0.2, "social": 0.1}
 #: impressions per person over the last week at which exposure-driven shares reach 63% of their range
 _TYPICAL_WEEKLY_EXPOSURE = 0.5
 
@@ -607,9 +610,9 @@ _TYPICAL_WEEKLY_EXPOSURE = 0.5
 def customer_shares(imps: np.ndarray, geo: Geography) -> tuple[np.ndarray, np.ndarray]:
     """(G, T) shares of orders from new customers (prospecting reach) and assisted by an ad seen in the
     last week (any clickable channel): functions of what people saw, never of the true effect."""
-    objective = np.array([c.objective for c in CAMPAIGNS])
-    clickable = np.array([CHANNELS[n].ctr > 0 for n in CAMPAIGN_CHANNEL])
-    reach_new = 1 - np.exp(-exposure(imps, geo, objective == "prospecting") / _TYPICAL_WEEKLY_EXPOSURE)
+    prospecting = np.array([c.objective == "prospecting" for c in CAMPAIGNS], dtype=float)
+    clickable = np.array([CHANNELS[n].ctr > 0 for n in CAMPAIGN_CHANNEL], dtype=float)
+    reach_new = 1 - np.exp(-exposure(imps, geo, prospecting) / _TYPICAL_WEEKLY_EXPOSURE)
     reach_any = 1 - np.exp(-exposure(imps, geo, clickable) / _TYPICAL_WEEKLY_EXPOSURE)
     return 0.12 + 0.25 * reach_new, 0.04 + 0.5 * reach_any
 
@@ -643,9 +646,8 @@ def media_spend_table(
         credited = lagged_sum(clicks[..., j], delay / delay.sum()) * p.click_cvr
         credited += imps[..., j] / 1000 * p.view_cvr
         model = np.where(np.arange(n_t) >= nz["model_change_day"][j], p.model_change, 1.0)
-        conversions[..., j] = (
-            credited * intent * (nz["platform_drift"][:, j] * model) * np.exp(0.3 * nz["conversions"][..., j] - 0.045)
-        )
+        expected = credited * intent * nz["platform_drift"][:, j] * model
+        conversions[..., j] = rng.poisson(expected * np.exp(0.3 * nz["conversions"][..., j] - 0.045))
     basket = np.where(np.isin(timeline.month[:n_t], (11, 12)), 1.1, 1.0)[None, :, None]
     aov = PLATFORM_AOV * geo.price_index[:, None, None] * basket * np.exp(0.1 * nz["aov"])
     plan_code = np.full(n_t, -1)

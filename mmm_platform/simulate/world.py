@@ -18,8 +18,8 @@ from mmm_platform.simulate.context import (
 )
 from mmm_platform.simulate.geography import Geography, build_geography
 from mmm_platform.simulate.media import (
-    CAMPAIGN_CHANNEL,
-    CHANNELS,
+    CAMPAIGNS,
+    MENTION_WEIGHT,
     allocator_plans_table,
     build_media_plan,
     campaigns_of,
@@ -88,7 +88,7 @@ def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]
     config, timeline, geo, ctx = model.config, model.timeline, model.geo, model.context
     media, retail = model.media, model.retail
     search = campaigns_of("search")
-    brand = np.array([CHANNELS[n].group == "brand" for n in CAMPAIGN_CHANNEL]) | campaigns_of("social")
+    mention_weight = np.array([MENTION_WEIGHT.get(c.channel, 0.0) for c in CAMPAIGNS])
     revenue = actual.revenue.sum(axis=-1)
     demand = model.baseline.sum(axis=-1)
     organic = revenue - actual.media_revenue.sum(axis=-1)  # what people buy anyway: platforms' clickers among them
@@ -127,7 +127,7 @@ def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]
             config,
             actual.online.sum(axis=-1),
             orders,
-            exposure(imps, geo, brand, days=3),
+            exposure(imps, geo, mention_weight, days=3),
             actual.ops.shipping_delay,
         ),
         "operations": operations_table(
