@@ -31,7 +31,7 @@ class WorldConfig:
         if self.n_geos < 3:
             raise ValueError("n_geos must be >= 3 (one geo per climate zone at least)")
         if self.n_days < 60:
-            raise ValueError("n_days must be >= 60 (room for shocks and a 6-week experiment)")
+            raise ValueError("n_days must be >= 60 (room for shocks and three experiments with pre-periods)")
         if self.n_skus < 5:
             raise ValueError("n_skus must be >= 5 (one sku per category at least)")
         if not 1 <= self.max_lead <= MAX_FORECAST_LEAD_DAYS:

@@ -15,6 +15,7 @@ FORECAST, which is what makes a naive regression on observed weather biased.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -84,17 +85,36 @@ class Outcome:
     online: np.ndarray  # (G, T, C)
     spend: np.ndarray  # (G, T, J)
     contribution: np.ndarray  # (G, T, N) media revenue before availability and operations
-    #: (G, T, N) the revenue each channel adds after availability and operations: what switching the
-    #: channel off removes, on every geo-day
-    media_revenue: np.ndarray
-    #: (G, T, C) revenue per unit of demand noise (revenue = ... + noise_loading x (noise - 1))
-    noise_loading: np.ndarray
     weather: WeatherDrivers
     ops: Operations
+    #: what turns demand into revenue: (G, T, C) share served from stock (or 1) and the store and online
+    #: factors of operations (0 where that side's demand is not positive), and online shares (G, 1, C)
+    availability: np.ndarray | float
+    store_factor: np.ndarray
+    online_factor: np.ndarray
+    online_share: np.ndarray
+    #: (G, T, C) the part of demand the multiplicative noise scales
+    noisy_demand: np.ndarray
 
     @property
     def revenue(self) -> np.ndarray:
         return self.pos + self.online
+
+    @cached_property
+    def media_revenue(self) -> np.ndarray:
+        """(G, T, N) the revenue each channel adds after availability and operations: what switching the
+        channel off removes, on every geo-day."""
+        served = MEDIA_CATEGORY_SHARE * self.availability
+        return self.contribution * (
+            (1 - _CHANNEL_ONLINE) * (served * self.store_factor).sum(axis=-1, keepdims=True)
+            + _CHANNEL_ONLINE * (served * self.online_factor).sum(axis=-1, keepdims=True)
+        )
+
+    @cached_property
+    def noise_loading(self) -> np.ndarray:
+        """(G, T, C) revenue per unit of demand noise: revenue = ... + noise_loading x (noise - 1)."""
+        share = self.online_share
+        return self.availability * self.noisy_demand * (self.store_factor * (1 - share) + self.online_factor * share)
 
 
 def baseline_demand(timeline: Timeline, geo: Geography, ctx: Context) -> np.ndarray:
@@ -148,10 +168,18 @@ class DemandModel:
     noise: np.ndarray
     online_share: np.ndarray
 
+    @cached_property
+    def factual_weather(self) -> tuple[WeatherDrivers, Operations]:
+        """The weather with every shock, and the operations it leaves: most scenarios share them."""
+        wd = self.weather.drivers()
+        return wd, operations(self.context, self.timeline, wd.storm_category)
+
     def run(self, scenario: Scenario) -> Outcome:
-        active = [s for s in self.weather.shock_ids if s not in scenario.shocks_off]
-        wd = self.weather.drivers(active)
-        ops = operations(self.context, self.timeline, wd.storm_category)
+        if scenario.shocks_off:
+            wd = self.weather.drivers([s for s in self.weather.shock_ids if s not in scenario.shocks_off])
+            ops = operations(self.context, self.timeline, wd.storm_category)
+        else:
+            wd, ops = self.factual_weather
         spend = self.media.spend(wd, scenario.experiments_off, scenario.channel_scale)
         contribution = self.media.contribution(spend, self.geo.size)
         retail = self.retail
@@ -182,20 +210,18 @@ class DemandModel:
         online = online_share * core + media_online + weather_online
         store_factor = ops.store_factor[..., None] * (store > 0)
         online_factor = ops.online_factor[..., None] * (online > 0)
-        served = MEDIA_CATEGORY_SHARE * availability
-        media_revenue = contribution * (
-            (1 - _CHANNEL_ONLINE) * (served * store_factor).sum(axis=-1, keepdims=True)
-            + _CHANNEL_ONLINE * (served * online_factor).sum(axis=-1, keepdims=True)
-        )
         return Outcome(
             pos=availability * store_factor * store,
             online=availability * online_factor * online,
             spend=spend,
             contribution=contribution,
-            media_revenue=media_revenue,
-            noise_loading=availability * noisy * (store_factor * (1 - online_share) + online_factor * online_share),
             weather=wd,
             ops=ops,
+            availability=availability,
+            store_factor=store_factor,
+            online_factor=online_factor,
+            online_share=online_share,
+            noisy_demand=noisy,
         )
 
 

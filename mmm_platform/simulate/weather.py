@@ -1,12 +1,14 @@
 """Weather that forecasters could have known: climatology plus anomalies revealed lead by lead.
 
 Every anomaly is a sum of independent pieces, each revealed a fixed number of days before the target
-day. The forecast issued L days ahead is the conditional expectation of the observed value given the
-pieces revealed at leads >= L, so `observed = forecast_L + error_L` with error_L independent of
-everything known at lead L (never "truth plus noise", which would make the error useless as an
-instrument). Precipitation is a transform of a latent Gaussian and its forecast is the closed-form
-conditional expectation of that transform. Storms and heatwaves are added on top, known at every
-lead, and can be switched off one at a time for counterfactual truth.
+day (and each an AR(1) series over target days, so forecast busts last a few days). The forecast issued
+L days ahead is the conditional expectation of the observed value given the pieces revealed at leads
+>= L, so `observed = forecast_L + error_L` with error_L independent of every forecast for that day
+issued L or more days ahead, and of everything that reacts only to them (never "truth plus noise",
+which would make the error useless as an instrument). Precipitation is a transform of a latent Gaussian
+and its forecast is the closed-form conditional expectation of that transform. Storms and heatwaves are
+added on top (timing, geos and category known at every lead, a storm's rain and wind only from the day
+before) and can be switched off one at a time for counterfactual truth.
 """
 
 from __future__ import annotations
