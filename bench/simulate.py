@@ -113,6 +113,34 @@ def weather_section(world: World) -> None:
             print(f"  IV lead-{lead} error {est.iv:.1f} (SE {est.iv_se:.1f}, {est.iv / truth - 1:+.0%})")
 
 
+def confounder_section(model: DemandModel, actual: Outcome, world: World) -> None:
+    """How much of the forecast-driven demand a linear control for the published forecasts removes."""
+    from mmm_platform.simulate import audit
+    from mmm_platform.simulate.media import campaigns_of
+
+    def purge(a: np.ndarray) -> np.ndarray:
+        return (a - a.mean(axis=1, keepdims=True) - a.mean(axis=0, keepdims=True) + a.mean()).ravel()
+
+    shape = (world.config.n_geos, world.config.n_days)
+    controls = [audit.weather_panel(world, "temp_mean_c", lead)["forecast"] for lead in (1, 3)]
+    controls.append(audit.weather_panel(world, "precip_mm", 1)["forecast"])
+    x = np.column_stack([purge(c.to_numpy().reshape(shape)) for c in controls])
+
+    def residual(a: np.ndarray) -> np.ndarray:
+        y = purge(a)
+        return y - x @ np.linalg.lstsq(x, y, rcond=None)[0]
+
+    confounder = purge(model.forecast_demand(actual.weather))
+    left = residual(model.forecast_demand(actual.weather))
+    search = residual(actual.spend[..., campaigns_of("search")].sum(axis=-1))
+    print(
+        f"forecast-driven demand after geo and date effects: a linear control for the published lead-1 and "
+        f"lead-3 temperature and lead-1 precipitation forecasts leaves {left.var() / confounder.var():.0%} of it, "
+        f"correlated {np.corrcoef(left, search)[0, 1]:.2f} with search spend (after the same control) and "
+        f"{np.corrcoef(left, purge(actual.weather.temp_mean))[0, 1]:.2f} with observed temperature"
+    )
+
+
 def default_world(seed: int) -> None:
     from mmm_platform.simulate import audit
     from mmm_platform.simulate.media import CHANNEL_NAMES
@@ -153,6 +181,7 @@ def default_world(seed: int) -> None:
         top = max(chosen, key=lambda c: c.largest)
         print(f"largest |corr| with a contribution ({label}): {top.largest:.2f} {top.column} vs {top.channel}")
     weather_section(world)
+    confounder_section(model, actual, world)
     draws = audit.oracle_roas_resimulated(model, actual, 100)
     print(
         "oracle SE by re-simulation / published:",

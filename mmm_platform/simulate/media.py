@@ -347,21 +347,26 @@ def _schedule(rng: np.random.Generator, kind: str, timeline: Timeline, n_g: int)
     return live
 
 
+def _unsteady_start(
+    rng: np.random.Generator, length: int, steady: np.ndarray, low: int = 0, high: int | None = None
+) -> int:
+    """A random start in [low, high) whose `length` days keep clear of the experiments' steady plan (any
+    start if none does)."""
+    high = len(steady) - length + 1 if high is None else high
+    busy = sliding_window_view(np.concatenate([steady, np.zeros(length, dtype=bool)]), length).any(axis=1)
+    free = np.flatnonzero(~busy[low:high]) + low
+    return int(rng.choice(free)) if len(free) else int(rng.integers(low, high))
+
+
 def _dark(rng: np.random.Generator, n_g: int, n_t: int, steady: np.ndarray) -> np.ndarray:
     """(G, T) days a channel is dark: once a year nationally (a budget freeze, 2-4 weeks) and once a year
-    in each geo on its own (2-5 weeks), never while an experiment needs a steady plan."""
+    in each geo on its own (2-5 weeks), outside the experiments' steady plan."""
     dark = np.zeros((n_g, n_t), dtype=bool)
-    per_year = max(1, round(n_t / 365))
-
-    def stretch(low: int, high: int) -> slice:
-        length = min(int(rng.integers(low, high)), n_t // 6)
-        start = int(rng.integers(0, n_t - length))
-        return slice(start, start + length)
-
-    for _ in range(per_year):
-        dark[:, stretch(14, 29)] = True
-        for g in range(n_g):
-            dark[g, stretch(14, 36)] = True
+    for _ in range(max(1, round(n_t / 365))):
+        for rows, (low, high) in ((slice(None), (14, 29)), *((g, (14, 36)) for g in range(n_g))):
+            length = min(int(rng.integers(low, high)), n_t // 6)
+            start = _unsteady_start(rng, length, steady)
+            dark[rows, start : start + length] = True
     return dark & ~steady
 
 
@@ -408,11 +413,11 @@ def _draw_experiments(rng: np.random.Generator, config: WorldConfig, geo: Geogra
 
 
 def steady_days(experiments: list[Experiment], n_t: int) -> np.ndarray:
-    """(T,) days on which every geo follows the national plan: each experiment's pre-period, window and
-    carry-over tail, so the treated and control geos differ only by the experiment."""
+    """(T,) days on which every geo follows the national plan: each experiment's pre-period and window, so
+    the treated and control geos differ only by the experiment."""
     steady = np.zeros(n_t, dtype=bool)
     for exp in experiments:
-        steady[exp.pre_start : exp.end + EXPERIMENT_TAIL + 1] = True
+        steady[exp.pre_start : exp.end + 1] = True
     return steady
 
 
@@ -506,12 +511,6 @@ def _draw_allocator_plans(
     return plans
 
 
-def _unsteady_day(rng: np.random.Generator, low: int, high: int, length: int, steady: np.ndarray) -> int:
-    """A random start in [low, high) whose `length` days avoid the experiments (any day if none does)."""
-    days = [d for d in range(low, high) if not steady[d : d + length].any()]
-    return int(rng.choice(days)) if days else int(rng.integers(low, high))
-
-
 def _governance(
     rng: np.random.Generator,
     config: WorldConfig,
@@ -550,12 +549,12 @@ def _governance(
                 )
             )
     social = campaigns_of("social")
-    day = _unsteady_day(rng, 14, n_t // 3, 3, steady)
+    day = _unsteady_start(rng, 3, steady, 14, n_t // 3)
     frozen[:, day : day + 3, social] = True
     events.append(
         GovernanceEvent(day, -1, "social", "campaign_freeze", "Brand-safety freeze of every social campaign for 3 days")
     )
-    g, day = int(rng.integers(geo.n)), _unsteady_day(rng, n_t // 3, n_t // 2, 4, steady)
+    g, day = int(rng.integers(geo.n)), _unsteady_start(rng, 4, steady, n_t // 3, n_t // 2)
     display = campaigns_of("display")
     frozen[g, day : day + 4, display] = True
     events.append(
@@ -568,7 +567,7 @@ def _governance(
         )
     )
     tv = campaigns_of("tv")
-    g, day = int(rng.integers(geo.n)), _unsteady_day(rng, n_t // 6, n_t // 3, 7, steady)
+    g, day = int(rng.integers(geo.n)), _unsteady_start(rng, 7, steady, n_t // 6, n_t // 3)
     planned[g, day : day + 7, tv] *= 1.6
     events.append(
         GovernanceEvent(

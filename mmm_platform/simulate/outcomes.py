@@ -168,6 +168,19 @@ class DemandModel:
     noise: np.ndarray
     online_share: np.ndarray
 
+    def forecast_demand(self, wd: WeatherDrivers) -> np.ndarray:
+        """(G, T) the unobserved demand that reacts to the forecasts: the confounder of the weather effect."""
+        weekend = np.where(self.timeline.dow[: self.config.n_days] >= 5, WEEKEND_FORECAST_FACTOR, 1.0)
+        return (
+            self.geo.size[:, None]
+            * weekend
+            * (
+                FORECAST_DEMAND_TEMP * wd.temp_forecast_anomaly
+                + FORECAST_DEMAND_HEAT * np.maximum(wd.temp_forecast - HEAT_THRESHOLD_C, 0.0)
+                + FORECAST_DEMAND_PRECIP * wd.precip_forecast_anomaly_day_ahead
+            )
+        )
+
     @cached_property
     def factual_weather(self) -> tuple[WeatherDrivers, Operations]:
         """The weather with every shock, and the operations it leaves: most scenarios share them."""
@@ -187,19 +200,9 @@ class DemandModel:
         inventory = retail.inventory if scenario.promotions else retail.inventory_without_promotions
         availability = inventory.availability if scenario.stockouts else 1.0
         uplift = 1 + _HEAT_UPLIFT * wd.heatwave[..., None] + _STORM_EVE_UPLIFT * wd.storm_eve[..., None]
-        weekend = np.where(self.timeline.dow[: self.config.n_days] >= 5, WEEKEND_FORECAST_FACTOR, 1.0)
-        forecast_demand = (
-            self.geo.size[:, None]
-            * weekend
-            * (
-                FORECAST_DEMAND_TEMP * wd.temp_forecast_anomaly
-                + FORECAST_DEMAND_HEAT * np.maximum(wd.temp_forecast - HEAT_THRESHOLD_C, 0.0)
-                + FORECAST_DEMAND_PRECIP * wd.precip_forecast_anomaly_day_ahead
-            )
-        )
         noise = self.noise if scenario.demand_noise else 1.0
         noisy = self.baseline * promo * uplift
-        core = noisy * noise + forecast_demand[..., None] * _FORECAST_DEMAND_SHARE
+        core = noisy * noise + self.forecast_demand(wd)[..., None] * _FORECAST_DEMAND_SHARE
         weather_store, weather_online = weather_terms(
             self.geo.size, wd.temp_mean + scenario.temp_shift, wd.precip + scenario.precip_shift
         )

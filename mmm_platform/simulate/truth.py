@@ -225,7 +225,7 @@ EXPERIMENT_DEFINITION = (
     "(negative when the channel was switched off); true_lift_share: the same over the counterfactual revenue; "
     "pairs: (treated, control) matched markets, the treated one by a coin flip; the readout's pre-period runs "
     "from pre_period_start to the day before start, and every geo follows the national media plan from "
-    "pre_period_start to 28 days after end"
+    "pre_period_start to end"
 )
 
 
