@@ -167,7 +167,7 @@ def default_world(seed: int) -> None:
             f"  {e['experiment_id']} {e['start']}..{e['end']} {len(e['pairs'])} pairs, spend delta "
             f"{e['spend_delta'] / 1e3:.0f} k: true lift {e['true_lift'] / 1e3:.0f} k ({e['true_lift_per_geo_day']:.0f} "
             f"per treated geo-day, {e['true_lift_share']:+.2%}); readout {np.expm1(r.estimate):+.2%} "
-            f"(SE {r.se:.2%}, SE/lift {r.se / abs(r.truth):.2f})"
+            f"(SE {r.se:.2%}, SE/lift {r.se / abs(r.truth):.2f}; read as two groups, SE {r.se_unpaired:.2%})"
         )
     shocks = audit.shock_readouts(world)
     for kind in ("heatwave", "storm"):

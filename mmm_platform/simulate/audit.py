@@ -139,6 +139,8 @@ class Readout:
     truth: float
     estimate: float
     se: float
+    #: the SE of the same estimate read as two groups, ignoring the pairs
+    se_unpaired: float
 
 
 def experiment_readouts(world: World) -> list[Readout]:
@@ -151,6 +153,7 @@ def experiment_readouts(world: World) -> list[Readout]:
     for e in world.truth["experiments"]:
         pre, first, last = ((dt.date.fromisoformat(e[k]) - start).days for k in ("pre_period_start", "start", "end"))
         change = np.log(rev[:, first : last + 1].mean(axis=1) / rev[:, pre:first].mean(axis=1))
+        treated, control = (change[[index[g] for g in e[k]]] for k in ("treated_geo_ids", "control_geo_ids"))
         pairs = np.array([change[index[t]] - change[index[c]] for t, c in e["pairs"]])
         out.append(
             Readout(
@@ -158,6 +161,7 @@ def experiment_readouts(world: World) -> list[Readout]:
                 float(np.log1p(e["true_lift_share"])),
                 pairs.mean(),
                 pairs.std(ddof=1) / np.sqrt(len(pairs)),
+                np.sqrt(treated.var(ddof=1) / len(treated) + control.var(ddof=1) / len(control)),
             )
         )
     return out
