@@ -52,7 +52,7 @@ REGIONAL_DRIFT_SHARE = 0.8
 def _drift(rng: np.random.Generator, geo: Geography, n_t: int, phi: float) -> np.ndarray:
     """(G, T) unit-variance AR(1) noise along days: slow drifts, mostly shared by the geos of an area
     (tourism and competitors move regionally), partly local."""
-    area = 2 * geo.zone_idx + geo.area_idx
+    area = geo.area_key
     common = ar1(rng.standard_normal((area.max() + 1, n_t + 50)), phi, 50)[area]
     local = ar1(rng.standard_normal((geo.n, n_t + 50)), phi, 50)
     return np.sqrt(REGIONAL_DRIFT_SHARE) * common + np.sqrt(1 - REGIONAL_DRIFT_SHARE) * local

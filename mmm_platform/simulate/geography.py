@@ -130,6 +130,12 @@ class Geography:
     def n(self) -> int:
         return len(self.ids)
 
+    @property
+    def area_key(self) -> np.ndarray:
+        """(G,) which of the six areas (zone x area) each geo lies in: geos of one area share weather,
+        region and season."""
+        return 2 * self.zone_idx + self.area_idx
+
     def zone(self, i: int) -> Zone:
         return ZONES[int(self.zone_idx[i])]
 

@@ -341,9 +341,9 @@ def _schedule(rng: np.random.Generator, kind: str, timeline: Timeline, n_g: int)
             for a, b in _runs(rng, n_t, (28, 57), (14, 29)):
                 live[g, a:b] = True
         return live
-    on, off, share = ((14, 29), (10, 31), 0.7) if kind == "flights" else ((10, 21), (40, 81), 0.7)
+    on, off = ((14, 29), (10, 31)) if kind == "flights" else ((10, 21), (40, 81))
     for a, b in _runs(rng, n_t, on, off):
-        live[rng.uniform(size=n_g) < share, a:b] = True
+        live[rng.uniform(size=n_g) < 0.7, a:b] = True  # each flight or burst bought in ~70% of geos
     return live
 
 
@@ -377,7 +377,7 @@ def _pairs(geo: Geography) -> list[tuple[int, int]]:
     y = geo.lat * 111.0
     cost = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :]) / 300.0
     cost += np.abs(np.log(geo.size[:, None] / geo.size[None, :])) / 0.1
-    area = 2 * geo.zone_idx + geo.area_idx
+    area = geo.area_key
     free = np.ones(geo.n, dtype=bool)
     pairs = []
     for group in (area, geo.zone_idx, np.zeros(geo.n, dtype=int)):

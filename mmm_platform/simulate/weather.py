@@ -85,7 +85,7 @@ def area_mixing(geo: Geography, length_km: float) -> np.ndarray:
     x = 6371.0 * lon * np.cos(lat.mean())
     y = 6371.0 * lat
     distance = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
-    area = 2 * geo.zone_idx + geo.area_idx
+    area = geo.area_key
     correlation = np.where(area[:, None] == area[None, :], np.exp(-distance / length_km), 0.0)
     return np.linalg.cholesky(correlation + 1e-9 * np.eye(geo.n))
 
