@@ -181,12 +181,25 @@ def lagged_sum(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return sliding_window_view(padded, n, axis=1) @ weights[::-1]
 
 
-def response(spend: np.ndarray, size: np.ndarray, half_saturation: np.ndarray, effect: np.ndarray) -> np.ndarray:
+def response(
+    spend: np.ndarray,
+    size: np.ndarray,
+    half_saturation: np.ndarray,
+    effect: np.ndarray,
+    previous: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """(G, T, N) true revenue contribution of each channel from (G, T, J) campaign spend.
-    `half_saturation` (G, N) per unit of geo size; `effect` (T, N) the slow effectiveness drift."""
+    `half_saturation` (G, N) per unit of geo size; `effect` (T, N) the slow effectiveness drift;
+    `previous`: (spend, contribution) of another run, whose channels with the same spend are reused."""
     per_size = (spend @ CAMPAIGN_ONEHOT) / size[:, None, None]
     out = np.empty_like(per_size)
+    same = np.zeros(len(CHANNELS), dtype=bool)
+    if previous is not None:
+        same = np.all(previous[0] @ CAMPAIGN_ONEHOT == spend @ CAMPAIGN_ONEHOT, axis=(0, 1))
+        out[..., same] = previous[1][..., same]
     for n, ch in enumerate(CHANNELS):
+        if same[n]:
+            continue
         w = ADSTOCK_WEIGHTS[n]
         x = per_size[..., n]
         # as if the first four weeks' spend had also run before the first day (no start-up dip)
@@ -286,21 +299,26 @@ class MediaPlan:
     effect: np.ndarray
     noise: dict[str, np.ndarray]
 
-    def spend(
-        self,
-        weather: WeatherDrivers,
-        experiments_off: frozenset[str] = frozenset(),
-        channel_scale: dict[str, float] | None = None,
-    ) -> np.ndarray:
-        """(G, T, J) delivered spend: plan x pacing x bid reaction to the lead-1 forecast, with the
-        experiments that are not switched off applied to their treated cells."""
+    def delivered(self, weather: WeatherDrivers) -> np.ndarray:
+        """(G, T, J) spend as delivered without experiments: plan x pacing x bid reaction to the lead-1
+        forecast."""
         temp_r = np.array([c.temp_reaction for c in CAMPAIGNS])
         precip_r = np.array([c.precip_reaction for c in CAMPAIGNS])
         signal = (
             temp_r * weather.temp_forecast_anomaly_day_ahead[..., None]
             + precip_r * weather.precip_forecast_anomaly_day_ahead[..., None]
         )
-        spend = self.planned * self.pacing * np.exp(0.5 * np.tanh(signal / 0.5)) * ~self.frozen
+        return self.planned * self.pacing * np.exp(0.5 * np.tanh(signal / 0.5)) * ~self.frozen
+
+    def spend(
+        self,
+        delivered: np.ndarray,
+        experiments_off: frozenset[str] = frozenset(),
+        channel_scale: dict[str, float] | None = None,
+    ) -> np.ndarray:
+        """(G, T, J) spend: `delivered` with the experiments that are not switched off applied to their
+        treated cells, and channels scaled."""
+        spend = delivered.copy()
         for exp in self.experiments:
             if exp.experiment_id not in experiments_off:
                 cells = np.ix_(
@@ -311,8 +329,10 @@ class MediaPlan:
             spend[..., campaigns_of(name)] *= scale
         return spend
 
-    def contribution(self, spend: np.ndarray, size: np.ndarray) -> np.ndarray:
-        return response(spend, size, self.half_saturation, self.effect)
+    def contribution(
+        self, spend: np.ndarray, size: np.ndarray, previous: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        return response(spend, size, self.half_saturation, self.effect, previous)
 
 
 def _runs(rng: np.random.Generator, n_t: int, on: tuple[int, int], off: tuple[int, int]) -> list[tuple[int, int]]:

@@ -181,20 +181,27 @@ class DemandModel:
             )
         )
 
+    def weather_and_delivery(
+        self, shocks_off: frozenset[str] = frozenset()
+    ) -> tuple[WeatherDrivers, Operations, np.ndarray]:
+        """The weather without `shocks_off`, the operations it leaves and the spend it makes bids deliver."""
+        wd = self.weather.drivers([s for s in self.weather.shock_ids if s not in shocks_off])
+        return wd, operations(self.context, self.timeline, wd.storm_category), self.media.delivered(wd)
+
     @cached_property
-    def factual_weather(self) -> tuple[WeatherDrivers, Operations]:
-        """The weather with every shock, and the operations it leaves: most scenarios share them."""
-        wd = self.weather.drivers()
-        return wd, operations(self.context, self.timeline, wd.storm_category)
+    def factual(self) -> tuple[WeatherDrivers, Operations, np.ndarray, np.ndarray, np.ndarray]:
+        """What most scenarios share with the factual world: its weather, operations, delivered spend, and
+        spend and contribution (a run reuses the channels whose spend it leaves alone)."""
+        wd, ops, delivered = self.weather_and_delivery()
+        spend = self.media.spend(delivered)
+        return wd, ops, delivered, spend, self.media.contribution(spend, self.geo.size)
 
     def run(self, scenario: Scenario) -> Outcome:
+        wd, ops, delivered, *factual_media = self.factual
         if scenario.shocks_off:
-            wd = self.weather.drivers([s for s in self.weather.shock_ids if s not in scenario.shocks_off])
-            ops = operations(self.context, self.timeline, wd.storm_category)
-        else:
-            wd, ops = self.factual_weather
-        spend = self.media.spend(wd, scenario.experiments_off, scenario.channel_scale)
-        contribution = self.media.contribution(spend, self.geo.size)
+            wd, ops, delivered = self.weather_and_delivery(scenario.shocks_off)
+        spend = self.media.spend(delivered, scenario.experiments_off, scenario.channel_scale)
+        contribution = self.media.contribution(spend, self.geo.size, previous=tuple(factual_media))
         retail = self.retail
         promo = retail.promo.lift * retail.promo.pre_post if scenario.promotions else 1.0
         inventory = retail.inventory if scenario.promotions else retail.inventory_without_promotions

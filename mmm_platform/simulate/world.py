@@ -139,7 +139,7 @@ def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]
             actual.weather.temp_forecast_anomaly_day_ahead,
         ),
         "experiments": experiments_table(
-            media, actual.spend, media.spend(actual.weather, no_experiments), geo, timeline
+            media, actual.spend, media.spend(media.delivered(actual.weather), no_experiments), geo, timeline
         ),
         "governance_events": governance_table(media, actual.spend, geo, timeline),
     }
