@@ -19,7 +19,8 @@ class WorldConfig:
     seed: int = 7
     #: >= 3 climate zones always, >= 3 geos per zone when n_geos >= 9
     n_geos: int = 24
-    start: dt.date = dt.date(2024, 1, 1)
+    #: first simulated day; None: the world ends yesterday (resolved once, in __post_init__)
+    start: dt.date | None = None
     n_days: int = 730
     #: spread over the 5 category_l1 values
     n_skus: int = 20
@@ -30,11 +31,13 @@ class WorldConfig:
         if self.n_geos < 3:
             raise ValueError("n_geos must be >= 3 (one geo per climate zone at least)")
         if self.n_days < 60:
-            raise ValueError("n_days must be >= 60 (room for shocks and a 6-week experiment)")
+            raise ValueError("n_days must be >= 60 (room for shocks and three experiments with pre-periods)")
         if self.n_skus < 5:
             raise ValueError("n_skus must be >= 5 (one sku per category at least)")
         if not 1 <= self.max_lead <= MAX_FORECAST_LEAD_DAYS:
             raise ValueError(f"max_lead must be in 1..{MAX_FORECAST_LEAD_DAYS} (lead 1 is the instrument)")
+        if self.start is None:  # frozen: the one place the default start is resolved
+            object.__setattr__(self, "start", dt.date.today() - dt.timedelta(days=self.n_days))
 
     @property
     def end(self) -> dt.date:
@@ -48,6 +51,6 @@ def rng_for(seed: int, stream: str) -> np.random.Generator:
 
 
 def ar1(innovations: np.ndarray, phi: float, burn_in: int) -> np.ndarray:
-    """Unit-variance AR(1) along axis 1 driven by iid unit `innovations`; the first `burn_in` steps are
-    dropped so the series starts in its stationary distribution (no start-up artefact)."""
-    return lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], innovations, axis=1)[:, burn_in:]
+    """Unit-variance AR(1) along the last axis driven by iid unit `innovations`; the first `burn_in` steps
+    are dropped so the series starts in its stationary distribution (no start-up artefact)."""
+    return lfilter([np.sqrt(1 - phi**2)], [1.0, -phi], innovations, axis=-1)[..., burn_in:]

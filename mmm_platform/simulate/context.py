@@ -45,38 +45,61 @@ COMPETITOR_EFFECT = 0.12
 EMAIL_ONLINE_UPLIFT = 0.04
 
 
-def _drift(rng: np.random.Generator, shape: tuple[int, int], phi: float) -> np.ndarray:
-    """Unit-variance AR(1) noise along days (slow local drifts)."""
-    return ar1(rng.standard_normal((shape[0], shape[1] + 50)), phi, 50)
+#: share of the variance of a slow drift (tourism, competitors) common to an area of a zone
+REGIONAL_DRIFT_SHARE = 0.8
+
+
+def _drift(rng: np.random.Generator, geo: Geography, n_t: int, phi: float) -> np.ndarray:
+    """(G, T) unit-variance AR(1) noise along days: slow drifts, mostly shared by the geos of an area
+    (tourism and competitors move regionally), partly local."""
+    area = geo.area_key
+    common = ar1(rng.standard_normal((area.max() + 1, n_t + 50)), phi, 50)[area]
+    local = ar1(rng.standard_normal((geo.n, n_t + 50)), phi, 50)
+    return np.sqrt(REGIONAL_DRIFT_SHARE) * common + np.sqrt(1 - REGIONAL_DRIFT_SHARE) * local
 
 
 def _school_terms(timeline: Timeline, geo: Geography) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(in session, back-to-school shopping window, summer break), each (G, T): by region, US-style."""
     n_t = timeline.n_days
+    off, back, summer = (np.zeros((geo.n, n_t), dtype=bool) for _ in range(3))
+    for r, (off_r, back_r, summer_r) in enumerate(_region_terms(timeline, geo)):
+        rows = geo.region_idx == r
+        off[rows], back[rows], summer[rows] = off_r, back_r, summer_r
+    weekend = timeline.dow[:n_t] >= 5
+    holiday = timeline.holiday[:n_t] >= 0
+    return ~(off | weekend | holiday), back, summer
+
+
+def _region_terms(timeline: Timeline, geo: Geography) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per region: (school off for a break, back-to-school window, summer break), each (T,)."""
+    n_t = timeline.n_days
     dates = [timeline.date(t) for t in range(n_t)]
-    in_session = np.zeros((geo.n, n_t), dtype=bool)
-    back = np.zeros_like(in_session)
-    summer = np.zeros_like(in_session)
+    out = []
     for r, region in enumerate(geo.regions):
         early = region == "south"
-        rows = geo.region_idx == r
-        off = np.zeros(n_t, dtype=bool)
-        bts = np.zeros(n_t, dtype=bool)
-        summer_r = np.zeros(n_t, dtype=bool)
+        off, bts, summer = (np.zeros(n_t, dtype=bool) for _ in range(3))
         for t, d in enumerate(dates):
             first_day = dt.date(d.year, 8, 8) if early else dt.date(d.year, 8, 29)
             last_day = dt.date(d.year, 5, 31) if early else dt.date(d.year, 6, 14)
             spring = nth_weekday(d.year, 3, 0, 2) + dt.timedelta(weeks=r % 3)
-            summer_r[t] = last_day < d < first_day
+            summer[t] = last_day < d < first_day
             winter = (d.month == 12 and d.day >= 21) or (d.month == 1 and d.day <= 2)
-            off[t] = summer_r[t] or winter or spring <= d < spring + dt.timedelta(days=5)
+            off[t] = summer[t] or winter or spring <= d < spring + dt.timedelta(days=5)
             bts[t] = 0 <= (first_day - d).days <= 20
-        weekend = timeline.dow[:n_t] >= 5
-        holiday = timeline.holiday[:n_t] >= 0
-        in_session[rows] = ~(off | weekend | holiday)
-        back[rows] = bts
-        summer[rows] = summer_r
-    return in_session, back, summer
+        out.append((off, bts, summer))
+    return out
+
+
+def calendar_changes(timeline: Timeline, geo: Geography) -> np.ndarray:
+    """(T,) days on which the calendar shifts demand somewhere: a school term, break or back-to-school
+    window starts or ends in some region, or a holiday or national event. Shocks are placed away from
+    them, so a before/after or DiD window around a shock is not confounded by the calendar."""
+    n_t = timeline.n_days
+    change = (timeline.holiday[:n_t] >= 0) | (timeline.event[:n_t] >= 0)
+    for terms in _region_terms(timeline, geo):
+        for status in terms:
+            change[1:] |= status[1:] != status[:-1]
+    return change
 
 
 @dataclass(frozen=True)
@@ -116,7 +139,7 @@ def build_context(config: WorldConfig, timeline: Timeline, geo: Geography) -> Co
     amp = np.array([0.25, 0.2, 0.35])[geo.zone_idx]
     season = np.cos(2 * np.pi * (timeline.doy[None, :n_t] - peak[:, None]) / 365.25)
     holiday_week = np.convolve(timeline.holiday[:n_t] >= 0, np.ones(5), mode="same") > 0
-    tourism = 100 * (1 + amp[:, None] * season) * (1 + 0.12 * holiday_week) * np.exp(0.05 * _drift(rng, shape, 0.9))
+    tourism = 100 * (1 + amp[:, None] * season) * (1 + 0.12 * holiday_week) * np.exp(0.05 * _drift(rng, geo, n_t, 0.9))
     local = np.where(rng.uniform(size=shape) < 8 / 365, rng.integers(0, len(LOCAL_EVENTS), shape), -1)
     months = sorted({dt.date(timeline.year[t], timeline.month[t], 1) for t in range(n_t)})
     month_idx = np.searchsorted(
@@ -146,7 +169,7 @@ def build_context(config: WorldConfig, timeline: Timeline, geo: Geography) -> Co
     for _ in range(round(12 * n_t / 365)):
         region, start = rng.integers(n_r), rng.integers(0, n_t - 5)
         competitor_promo[geo.region_idx == region, start : start + rng.integers(2, 6)] = rng.uniform(0.4, 0.6)
-    intensity = np.clip(0.2 + 0.08 * _drift(rng, shape, 0.95) + competitor_promo + 0.5 * bf_week, 0.0, 1.0)
+    intensity = np.clip(0.2 + 0.08 * _drift(rng, geo, n_t, 0.95) + competitor_promo + 0.5 * bf_week, 0.0, 1.0)
     email = np.broadcast_to(np.isin(timeline.dow[:n_t], (1, 4)), shape)
     outage = np.zeros(shape, dtype=bool)
     for _ in range(round(4 * n_t / 365 * n_r)):
@@ -295,10 +318,12 @@ def digital_table(
     config: WorldConfig,
     online_revenue: np.ndarray,
     orders: np.ndarray,
-    brand_pressure: np.ndarray,
+    brand_exposure: np.ndarray,
     shipping_delay: np.ndarray,
 ) -> pl.DataFrame:
-    """Owned-channel behaviour: sessions follow online demand, tickets follow orders and delivery trouble."""
+    """Owned-channel behaviour: sessions follow online demand, tickets follow orders and delivery trouble,
+    social mentions follow what people saw of the brand (`brand_exposure`: impressions per person over
+    the last days) and local events."""
     rng = rng_for(config.seed, "digital")
     n_t = timeline.n_days
     subscribers = geo.population[:, None] * 0.04
@@ -317,7 +342,10 @@ def digital_table(
         "sms_sends": np.round(subscribers * 0.2 * np.where(friday, 1.0, 0.01)),
         "push_sends": np.round(sessions * 0.4 * 0.5),
         "organic_search_clicks": rng.poisson(online_revenue / 70 * 0.6),
-        "social_mentions": rng.poisson(geo.size[:, None] * 25 * (1 + brand_pressure)),
+        "social_mentions": rng.poisson(
+            (geo.size[:, None] * 25 + geo.population[:, None] / 1e5 * 120 * brand_exposure)
+            * np.where(ctx.local_event >= 0, 1.5, 1.0)
+        ),
         "support_tickets": tickets,
         "support_sentiment": np.round(sentiment, 3),
     }

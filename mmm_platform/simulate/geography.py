@@ -38,6 +38,8 @@ class Zone:
     #: mm per squared latent unit
     precip_scale: float
     wind_kmh: float
+    #: cap on a daily mean temperature, °C (only hot, dry air gets to 40)
+    hottest: float
     areas: tuple[SubArea, SubArea]
 
 
@@ -45,19 +47,19 @@ class Zone:
 ZONES: tuple[Zone, ...] = (
     Zone(
         name="cold_continental", temp_base=8.0, temp_amp=15.0, diurnal_range=10.0, anomaly_scale=1.15,
-        precip_mu=-0.35, precip_season=0.15, precip_scale=5.5, wind_kmh=16.0,
+        precip_mu=-0.35, precip_season=0.15, precip_scale=5.5, wind_kmh=16.0, hottest=38.0,
         areas=(SubArea(lat=(40.0, 46.0), lon=(-96.0, -85.5), wet=0.0, dew=4.5),    # midwest
                SubArea(lat=(41.0, 45.0), lon=(-80.0, -70.5), wet=0.1, dew=4.0)),   # northeast
     ),
     Zone(
         name="temperate_wet", temp_base=11.5, temp_amp=7.5, diurnal_range=8.0, anomaly_scale=0.85,
-        precip_mu=0.1, precip_season=-0.35, precip_scale=5.0, wind_kmh=14.0,
+        precip_mu=0.1, precip_season=-0.35, precip_scale=5.0, wind_kmh=14.0, hottest=36.0,
         areas=(SubArea(lat=(44.0, 48.5), lon=(-123.5, -121.0), wet=0.15, dew=2.5),  # pacific NW
                SubArea(lat=(37.5, 40.5), lon=(-78.0, -74.5), wet=-0.1, dew=3.5)),   # mid-atlantic
     ),
     Zone(
         name="hot_dry", temp_base=21.0, temp_amp=8.5, diurnal_range=13.0, anomaly_scale=0.75,
-        precip_mu=-1.0, precip_season=0.25, precip_scale=7.0, wind_kmh=13.0,
+        precip_mu=-1.0, precip_season=0.25, precip_scale=7.0, wind_kmh=13.0, hottest=46.0,
         areas=(SubArea(lat=(31.5, 36.0), lon=(-115.0, -104.0), wet=-0.2, dew=12.0),  # southwest
                SubArea(lat=(26.0, 30.5), lon=(-98.0, -81.0), wet=0.45, dew=5.0)),    # gulf coast
     ),
@@ -127,6 +129,12 @@ class Geography:
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    @property
+    def area_key(self) -> np.ndarray:
+        """(G,) which of the six areas (zone x area) each geo lies in: geos of one area share weather,
+        region and season."""
+        return 2 * self.zone_idx + self.area_idx
 
     def zone(self, i: int) -> Zone:
         return ZONES[int(self.zone_idx[i])]

@@ -3,7 +3,7 @@
 Running the same function with one driver removed (and the same noise) gives the counterfactual
 truth. Per category and channel (store / online):
 
-    core   = baseline x noise x promotion x shock uplift  +  forecast-driven demand (unobserved)
+    core   = baseline x noise x promotion x shock uplift  +  forecast-driven demand (unobserved, non-linear)
     demand = share x core  +  media  +  size x (temp_effect x (temp - ref) + precip_effect x precip)
     revenue = availability x operations factor x max(demand, 0)
 
@@ -15,6 +15,7 @@ FORECAST, which is what makes a naive regression on observed weather biased.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -31,7 +32,7 @@ from mmm_platform.simulate.context import (
 )
 from mmm_platform.simulate.frames import panel_frame
 from mmm_platform.simulate.geography import Geography
-from mmm_platform.simulate.media import CHANNELS, MediaPlan, response
+from mmm_platform.simulate.media import CHANNELS, MediaPlan
 from mmm_platform.simulate.retail import CATEGORIES, CATEGORY_NAMES, Retail
 from mmm_platform.simulate.timeline import Timeline
 from mmm_platform.simulate.weather import Weather, WeatherDrivers
@@ -39,6 +40,11 @@ from mmm_platform.simulate.weather import Weather, WeatherDrivers
 #: $ per geo-day (size 1) per °C of the mean lead-1 / lead-3 forecast anomaly: trips planned and stock
 #: moved on the forecast
 FORECAST_DEMAND_TEMP = 90.0
+#: and per °C of that forecast above HEAT_THRESHOLD_C (cooling and pool trips), so the confounder is not
+#: linear in the forecast; both are WEEKEND_FORECAST_FACTOR times stronger on Saturdays and Sundays
+FORECAST_DEMAND_HEAT = 120.0
+HEAT_THRESHOLD_C = 25.0
+WEEKEND_FORECAST_FACTOR = 1.6
 #: $ per geo-day (size 1) per mm of the day-ahead forecast precipitation anomaly: trips postponed
 FORECAST_DEMAND_PRECIP = -15.0
 #: how the weather effect splits between stores and online (rain moves shoppers online)
@@ -64,7 +70,9 @@ class Scenario:
 
     shocks_off: frozenset[str] = frozenset()
     channel_scale: dict[str, float] = field(default_factory=dict)
-    holdout: bool = True
+    experiments_off: frozenset[str] = frozenset()
+    #: False: demand noise at its mean (1), for the noise-free baseline of the oracle regression
+    demand_noise: bool = True
     promotions: bool = True
     stockouts: bool = True
     temp_shift: float = 0.0
@@ -79,10 +87,34 @@ class Outcome:
     contribution: np.ndarray  # (G, T, N) media revenue before availability and operations
     weather: WeatherDrivers
     ops: Operations
+    #: what turns demand into revenue: (G, T, C) share served from stock (or 1) and the store and online
+    #: factors of operations (0 where that side's demand is not positive), and online shares (G, 1, C)
+    availability: np.ndarray | float
+    store_factor: np.ndarray
+    online_factor: np.ndarray
+    online_share: np.ndarray
+    #: (G, T, C) the part of demand the multiplicative noise scales
+    noisy_demand: np.ndarray
 
     @property
     def revenue(self) -> np.ndarray:
         return self.pos + self.online
+
+    @cached_property
+    def media_revenue(self) -> np.ndarray:
+        """(G, T, N) the revenue each channel adds after availability and operations: what switching the
+        channel off removes, on every geo-day."""
+        served = MEDIA_CATEGORY_SHARE * self.availability
+        return self.contribution * (
+            (1 - _CHANNEL_ONLINE) * (served * self.store_factor).sum(axis=-1, keepdims=True)
+            + _CHANNEL_ONLINE * (served * self.online_factor).sum(axis=-1, keepdims=True)
+        )
+
+    @cached_property
+    def noise_loading(self) -> np.ndarray:
+        """(G, T, C) revenue per unit of demand noise: revenue = ... + noise_loading x (noise - 1)."""
+        share = self.online_share
+        return self.availability * self.noisy_demand * (self.store_factor * (1 - share) + self.online_factor * share)
 
 
 def baseline_demand(timeline: Timeline, geo: Geography, ctx: Context) -> np.ndarray:
@@ -136,22 +168,48 @@ class DemandModel:
     noise: np.ndarray
     online_share: np.ndarray
 
+    def forecast_demand(self, wd: WeatherDrivers) -> np.ndarray:
+        """(G, T) the unobserved demand that reacts to the forecasts: the confounder of the weather effect."""
+        weekend = np.where(self.timeline.dow[: self.config.n_days] >= 5, WEEKEND_FORECAST_FACTOR, 1.0)
+        return (
+            self.geo.size[:, None]
+            * weekend
+            * (
+                FORECAST_DEMAND_TEMP * wd.temp_forecast_anomaly
+                + FORECAST_DEMAND_HEAT * np.maximum(wd.temp_forecast - HEAT_THRESHOLD_C, 0.0)
+                + FORECAST_DEMAND_PRECIP * wd.precip_forecast_anomaly_day_ahead
+            )
+        )
+
+    def weather_and_delivery(
+        self, shocks_off: frozenset[str] = frozenset()
+    ) -> tuple[WeatherDrivers, Operations, np.ndarray]:
+        """The weather without `shocks_off`, the operations it leaves and the spend it makes bids deliver."""
+        wd = self.weather.drivers([s for s in self.weather.shock_ids if s not in shocks_off])
+        return wd, operations(self.context, self.timeline, wd.storm_category), self.media.delivered(wd)
+
+    @cached_property
+    def factual(self) -> tuple[WeatherDrivers, Operations, np.ndarray, np.ndarray, np.ndarray]:
+        """What most scenarios share with the factual world: its weather, operations, delivered spend, and
+        spend and contribution (a run reuses the channels whose spend it leaves alone)."""
+        wd, ops, delivered = self.weather_and_delivery()
+        spend = self.media.spend(delivered)
+        return wd, ops, delivered, spend, self.media.contribution(spend, self.geo.size)
+
     def run(self, scenario: Scenario) -> Outcome:
-        active = [s for s in self.weather.shock_ids if s not in scenario.shocks_off]
-        wd = self.weather.drivers(active)
-        ops = operations(self.context, self.timeline, wd.storm_category)
-        spend = self.media.spend(wd, holdout=scenario.holdout, channel_scale=scenario.channel_scale)
-        contribution = response(spend, self.geo.size)
+        wd, ops, delivered, *factual_media = self.factual
+        if scenario.shocks_off:
+            wd, ops, delivered = self.weather_and_delivery(scenario.shocks_off)
+        spend = self.media.spend(delivered, scenario.experiments_off, scenario.channel_scale)
+        contribution = self.media.contribution(spend, self.geo.size, previous=tuple(factual_media))
         retail = self.retail
         promo = retail.promo.lift * retail.promo.pre_post if scenario.promotions else 1.0
         inventory = retail.inventory if scenario.promotions else retail.inventory_without_promotions
         availability = inventory.availability if scenario.stockouts else 1.0
         uplift = 1 + _HEAT_UPLIFT * wd.heatwave[..., None] + _STORM_EVE_UPLIFT * wd.storm_eve[..., None]
-        forecast_demand = self.geo.size[:, None] * (
-            FORECAST_DEMAND_TEMP * wd.temp_forecast_anomaly
-            + FORECAST_DEMAND_PRECIP * wd.precip_forecast_anomaly_day_ahead
-        )
-        core = self.baseline * self.noise * promo * uplift + forecast_demand[..., None] * _FORECAST_DEMAND_SHARE
+        noise = self.noise if scenario.demand_noise else 1.0
+        noisy = self.baseline * promo * uplift
+        core = noisy * noise + self.forecast_demand(wd)[..., None] * _FORECAST_DEMAND_SHARE
         weather_store, weather_online = weather_terms(
             self.geo.size, wd.temp_mean + scenario.temp_shift, wd.precip + scenario.precip_shift
         )
@@ -160,23 +218,36 @@ class DemandModel:
         online_share = self.online_share[:, None, :]
         store = (1 - online_share) * core + media_store + weather_store
         online = online_share * core + media_online + weather_online
+        store_factor = ops.store_factor[..., None] * (store > 0)
+        online_factor = ops.online_factor[..., None] * (online > 0)
         return Outcome(
-            pos=availability * ops.store_factor[..., None] * np.maximum(store, 0.0),
-            online=availability * ops.online_factor[..., None] * np.maximum(online, 0.0),
+            pos=availability * store_factor * store,
+            online=availability * online_factor * online,
             spend=spend,
             contribution=contribution,
             weather=wd,
             ops=ops,
+            availability=availability,
+            store_factor=store_factor,
+            online_factor=online_factor,
+            online_share=online_share,
+            noisy_demand=noisy,
         )
 
 
+#: multiplicative demand noise: log-sd of a persistent local (geo-day, AR(1)) part and of a category part
+NOISE_LOCAL_SD = 0.03
+NOISE_PERSISTENCE = 0.6
+NOISE_CATEGORY_SD = 0.025
+
+
 def demand_noise(config: WorldConfig, shape: tuple[int, int, int]) -> np.ndarray:
-    """Multiplicative noise: a persistent local (geo-day) part and a category part."""
+    """(G, T, C) mean-one multiplicative noise: a persistent local (geo-day) part and a category part."""
     rng = rng_for(config.seed, "demand_noise")
     n_g, n_t, _ = shape
-    phi = 0.6
-    local = ar1(rng.standard_normal((n_g, n_t + 30)), phi, 30)
-    return np.exp(0.03 * local[..., None] + 0.025 * rng.standard_normal(shape) - (0.03**2 + 0.025**2) / 2)
+    local = ar1(rng.standard_normal((n_g, n_t + 30)), NOISE_PERSISTENCE, 30)
+    log = NOISE_LOCAL_SD * local[..., None] + NOISE_CATEGORY_SD * rng.standard_normal(shape)
+    return np.exp(log - (NOISE_LOCAL_SD**2 + NOISE_CATEGORY_SD**2) / 2)
 
 
 def planned_revenue(model_baseline: np.ndarray, weather: Weather, geo: Geography, n_days: int) -> np.ndarray:
@@ -186,10 +257,24 @@ def planned_revenue(model_baseline: np.ndarray, weather: Weather, geo: Geography
     return np.maximum(model_baseline + store + online + typical_media, 0.0)
 
 
+def contribution_margin(pos: np.ndarray, online: np.ndarray, retail: Retail) -> np.ndarray:
+    """(G, T, C) revenue minus cost of goods, fulfilment (9% online, 4% in store) and payment fees (2.5%)."""
+    revenue = pos + online
+    return revenue * (1 - retail.cost_per_dollar) - 0.09 * online - 0.04 * pos - 0.025 * revenue
+
+
 def sales_table(
-    outcome: Outcome, retail: Retail, geo: Geography, timeline: Timeline, config: WorldConfig
+    outcome: Outcome,
+    retail: Retail,
+    geo: Geography,
+    timeline: Timeline,
+    config: WorldConfig,
+    new_share: np.ndarray,
+    assisted_share: np.ndarray,
 ) -> pl.DataFrame:
-    """Orders, units, cogs and margin consistent with the day's SKU prices, discounts and unit costs."""
+    """Orders, units, cogs and margin consistent with the day's SKU prices, discounts and unit costs.
+    `new_share`, `assisted_share` (G, T): the share of orders from new customers and from customers who
+    saw an ad in the last week, both driven by exposure (impressions per person), not by the true effect."""
     rng = rng_for(config.seed, "sales_table")
     n_t = config.n_days
     pos = np.round(outcome.pos, 2)
@@ -198,16 +283,14 @@ def sales_table(
     products = retail.products
     share = retail.revenue_share
     units_per_dollar = (share / retail.price) @ products.onehot
-    cost_per_dollar = (share * products.unit_cost / retail.price) @ products.onehot
     units = np.round(revenue * units_per_dollar).astype(np.int64)
     upo = np.array([c.units_per_order for c in CATEGORIES])
     orders = np.minimum(units, np.maximum(np.round(units / upo * rng.lognormal(0, 0.05, units.shape)), units > 0))
     orders = orders.astype(np.int64)
-    cogs = np.round(revenue * cost_per_dollar, 2)
-    margin = np.round(revenue - cogs - 0.09 * online - 0.04 * pos - 0.025 * revenue, 2)
-    media_share = np.clip(outcome.contribution.sum(axis=-1) / np.maximum(outcome.revenue.sum(axis=-1), 1.0), 0, 1)
-    new = rng.binomial(orders, np.clip(0.15 + 0.5 * media_share, 0.0, 0.6)[..., None])
-    assisted = rng.binomial(orders, np.clip(0.05 + 0.8 * media_share, 0.0, 1.0)[..., None])
+    cogs = np.round(revenue * retail.cost_per_dollar, 2)
+    margin = np.round(contribution_margin(pos, online, retail), 2)
+    new = rng.binomial(orders, new_share[..., None])
+    assisted = rng.binomial(orders, assisted_share[..., None])
     columns = {
         "orders": orders,
         "units": units,

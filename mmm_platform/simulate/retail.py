@@ -321,7 +321,7 @@ def draw_supply(config: WorldConfig, n_g: int) -> SupplyDraws:
     rng = rng_for(config.seed, "supply")
     n_t, n_k = config.n_days, config.n_skus
     shape = (n_t, n_g, n_k)
-    late = rng.uniform(size=shape) < 0.08
+    late = rng.uniform(size=shape) < 0.04
     delay = np.where(late, rng.integers(2, 15, shape), 0).astype(np.int16)
     lead_days = rng.integers(3, 12, n_k).astype(float)
     quoted = np.broadcast_to(lead_days, (n_t, n_k)).copy()
@@ -341,21 +341,24 @@ def draw_supply(config: WorldConfig, n_g: int) -> SupplyDraws:
     )
 
 
-def simulate_inventory(units: np.ndarray, products: Products, supply: SupplyDraws, share: np.ndarray) -> Inventory:
-    """Order-up-to replenishment against planned demand `units` (G, T, K); one loop over days, vectorised."""
-    n_g, n_t, n_k = units.shape
-    demand = np.ascontiguousarray(units.transpose(1, 0, 2))
+def simulate_inventories(
+    units: np.ndarray, products: Products, supply: SupplyDraws, shares: np.ndarray
+) -> list[Inventory]:
+    """Order-up-to replenishment against planned demand `units` (S, G, T, K), one inventory per plan S
+    (with and without promotions) with the same supply; one loop over days, vectorised over the rest."""
+    n_s, n_g, n_t, n_k = units.shape
+    demand = np.ascontiguousarray(units.transpose(2, 0, 1, 3))  # (T, S, G, K)
     horizon = 14
     padded = np.concatenate([demand, np.repeat(demand[-1:], horizon, axis=0)])
-    csum = np.concatenate([np.zeros((1, n_g, n_k)), np.cumsum(padded, axis=0)])
+    csum = np.concatenate([np.zeros((1, n_s, n_g, n_k)), np.cumsum(padded, axis=0)])
     rate = (csum[horizon : horizon + n_t] - csum[:n_t]) / horizon
     lead = supply.lead_days
     target = rate * (lead + 10) * 1.2
-    reorder = rate * (lead + 3)
+    reorder = rate * (lead + 6)
     on_hand = target[0] * supply.initial
-    open_qty = np.zeros((n_g, n_k))
-    arrival = np.full((n_g, n_k), -1)
-    out = {k: np.zeros((n_t, n_g, n_k)) for k in ("served", "on_hand", "inbound", "open_po", "tin", "tout")}
+    open_qty = np.zeros((n_s, n_g, n_k))
+    arrival = np.full((n_s, n_g, n_k), -1)
+    out = {k: np.zeros((n_t, n_s, n_g, n_k)) for k in ("served", "on_hand", "inbound", "open_po", "tin", "tout")}
     for t in range(n_t):
         arriving = arrival == t
         inbound = np.where(arriving, open_qty, 0.0)
@@ -372,20 +375,24 @@ def simulate_inventory(units: np.ndarray, products: Products, supply: SupplyDraw
         arrival = np.where(order, t + lead.astype(int) + supply.delay[t], arrival)
         out["on_hand"][t], out["inbound"][t], out["open_po"][t] = on_hand, inbound, open_qty
         out["tin"][t], out["tout"][t] = tin, tout
-    g = {k: v.transpose(1, 0, 2) for k, v in out.items()}
-    served = g["served"]
-    stockout = (served < 1.0 - 1e-9) & (g["on_hand"] < 0.5)
-    lost = ((1 - served) * share) @ products.onehot
-    return Inventory(
-        served=served,
-        on_hand=np.floor(g["on_hand"]),
-        inbound=np.round(g["inbound"]),
-        open_po=np.round(g["open_po"]),
-        transfers_in=g["tin"],
-        transfers_out=g["tout"],
-        stockout=stockout,
-        availability=1 - (1 - SUBSTITUTION) * lost,
-    )
+    g = {k: v.transpose(1, 2, 0, 3) for k, v in out.items()}  # (S, G, T, K)
+    inventories = []
+    for i in range(n_s):
+        served = g["served"][i]
+        lost = ((1 - served) * shares[i]) @ products.onehot
+        inventories.append(
+            Inventory(
+                served=served,
+                on_hand=np.floor(g["on_hand"][i]),
+                inbound=np.round(g["inbound"][i]),
+                open_po=np.round(g["open_po"][i]),
+                transfers_in=g["tin"][i],
+                transfers_out=g["tout"][i],
+                stockout=(served < 1.0 - 1e-9) & (g["on_hand"][i] < 0.5),
+                availability=1 - (1 - SUBSTITUTION) * lost,
+            )
+        )
+    return inventories
 
 
 @dataclass(frozen=True)
@@ -400,6 +407,8 @@ class Retail:
     price: np.ndarray
     planned_units: np.ndarray
     supply: SupplyDraws
+    #: (G, T, C) cost of goods per dollar of category revenue at the day's prices and SKU mix
+    cost_per_dollar: np.ndarray
     inventory: Inventory
     inventory_without_promotions: Inventory
 
@@ -423,6 +432,9 @@ def build_retail(config: WorldConfig, timeline: Timeline, geo: Geography, planne
 
     share, units = plan(True)
     share_np, units_np = plan(False)
+    with_promotions, without = simulate_inventories(
+        np.stack([units, units_np]), products, supply, np.stack([share, share_np])
+    )
     return Retail(
         products=products,
         events=events,
@@ -431,8 +443,9 @@ def build_retail(config: WorldConfig, timeline: Timeline, geo: Geography, planne
         price=price,
         planned_units=units,
         supply=supply,
-        inventory=simulate_inventory(units, products, supply, share),
-        inventory_without_promotions=simulate_inventory(units_np, products, supply, share_np),
+        cost_per_dollar=(share * products.unit_cost / price) @ products.onehot,
+        inventory=with_promotions,
+        inventory_without_promotions=without,
     )
 
 

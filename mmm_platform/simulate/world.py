@@ -18,14 +18,17 @@ from mmm_platform.simulate.context import (
 )
 from mmm_platform.simulate.geography import Geography, build_geography
 from mmm_platform.simulate.media import (
-    CHANNELS,
-    HOLDOUT_CHANNEL,
+    CAMPAIGNS,
+    MENTION_WEIGHT,
     allocator_plans_table,
     build_media_plan,
     campaigns_of,
     creative_table,
+    customer_shares,
     experiments_table,
+    exposure,
     governance_table,
+    impressions,
     media_spend_table,
 )
 from mmm_platform.simulate.outcomes import (
@@ -84,17 +87,23 @@ def build_model(config: WorldConfig) -> DemandModel:
 def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]:
     config, timeline, geo, ctx = model.config, model.timeline, model.geo, model.context
     media, retail = model.media, model.retail
-    search = campaigns_of(HOLDOUT_CHANNEL)
-    brand = np.array([c.group == "brand" for c in CHANNELS])
+    search = campaigns_of("search")
+    mention_weight = np.array([MENTION_WEIGHT.get(c.channel, 0.0) for c in CAMPAIGNS])
     revenue = actual.revenue.sum(axis=-1)
-    sales = sales_table(actual, retail, geo, timeline, config)
+    demand = model.baseline.sum(axis=-1)
+    organic = revenue - actual.media_revenue.sum(axis=-1)  # what people buy anyway: platforms' clickers among them
+    imps = impressions(media, actual.spend, timeline)
+    sales = sales_table(actual, retail, geo, timeline, config, *customer_shares(imps, geo))
     orders = sales["orders"].to_numpy().reshape(config.n_days, geo.n, len(CATEGORIES)).sum(axis=-1).T
+    no_experiments = frozenset(e.experiment_id for e in media.experiments)
     return {
         "geo": geo.table(),
         "weather_observed": model.weather.observed_table(),
         "weather_forecast": model.weather.forecast_table(),
-        "media_spend": media_spend_table(media, actual.spend, actual.contribution, geo, timeline, config),
-        "creative": creative_table(media, actual.spend, geo, timeline, config),
+        "media_spend": media_spend_table(
+            media, actual.spend, imps, organic / organic.mean(axis=1, keepdims=True), geo, timeline, config
+        ),
+        "creative": creative_table(media, actual.spend, imps, geo, timeline, config),
         "allocator_plans": allocator_plans_table(media, geo, timeline),
         "products": retail.products.table(),
         "promotions": promotions_table(retail, geo, timeline, config),
@@ -109,7 +118,7 @@ def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]
             retail.promo.depth.mean(axis=-1),
             actual.spend[..., search].sum(axis=-1),
             media.planned[..., search].sum(axis=-1),
-            revenue / model.baseline.sum(axis=-1),
+            revenue / demand,
         ),
         "digital": digital_table(
             ctx,
@@ -118,7 +127,7 @@ def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]
             config,
             actual.online.sum(axis=-1),
             orders,
-            actual.contribution[..., brand].sum(axis=-1) / (1000 * geo.size[:, None]),
+            exposure(imps, geo, mention_weight, days=3),
             actual.ops.shipping_delay,
         ),
         "operations": operations_table(
@@ -130,14 +139,17 @@ def build_tables(model: DemandModel, actual: Outcome) -> dict[str, pl.DataFrame]
             actual.weather.temp_forecast_anomaly_day_ahead,
         ),
         "experiments": experiments_table(
-            media, actual.spend, media.spend(actual.weather, holdout=False), geo, timeline
+            media, actual.spend, media.spend(media.delivered(actual.weather), no_experiments), geo, timeline
         ),
         "governance_events": governance_table(media, actual.spend, geo, timeline),
     }
 
 
-def simulate(config: WorldConfig = WorldConfig()) -> World:  # noqa: B008 (frozen, immutable default)
-    """The demo world: all 17 landing tables and the ground truth they were generated from."""
+def simulate(config: WorldConfig | None = None) -> World:
+    """The demo world: all 17 landing tables and the ground truth they were generated from
+    (None: the default world, ending yesterday)."""
+    config = WorldConfig() if config is None else config
     model = build_model(config)
     actual = model.run(Scenario())
-    return World(tables=build_tables(model, actual), truth=build_truth(model, actual), config=config)
+    tables = build_tables(model, actual)
+    return World(tables=tables, truth=build_truth(model, actual, tables["media_spend"]), config=config)
