@@ -21,9 +21,14 @@ def test_simulated_world_ingests_exactly(monkeypatch, tmp_path):
     truth = json.loads((landing / "truth.json").read_text())
     assert main(["ingest"]) == 0
 
+    import datetime as dt
+
     from mmm_platform.simulate import WorldConfig, simulate
 
-    world = simulate(WorldConfig(n_geos=4, n_days=60))
+    # by default the world ends yesterday: rebuild it from the start date it recorded
+    start = dt.date.fromisoformat(truth["meta"]["config"]["start"])
+    assert start == dt.date.today() - dt.timedelta(days=60)
+    world = simulate(WorldConfig(n_geos=4, n_days=60, start=start))
     assert world.truth == truth
     con = duckdb.connect(str(warehouse), read_only=True)
     for name in load_contract().tables:
