@@ -149,7 +149,8 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
     definitions = defs()
     job = definitions.resolve_job_def(job_name)
     runs = plan(args, definitions, inst, job_name, changes)
-    if not runs:
+    refit = _refit(definitions, inst, job_name, bool(runs))
+    if not runs and refit is None:
         _say(out, f"{job_name}: nothing new in {settings.landing_dir}: every landing file is as last loaded")
         graph = definitions.resolve_asset_graph()
         in_job = set(job.asset_layer.executable_asset_keys)
@@ -163,6 +164,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
     if not args.verbose:
         _say(out, f"  logs (dbt and every step): {log_file}")
     run_ids = []
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     with _quiet(log_file, not args.verbose):
         for keys, months, why in runs:
             run_id = str(uuid.uuid4())
@@ -170,13 +172,29 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
             span = f"{months[0]:%Y-%m} .. {months[1]:%Y-%m}" if months else "undated tables"
             _say(out, f"run {run_id[:8]}  {span}  ({len(keys)} assets; {why})")
             inst.add_event_listener(run_id, progress)
-            job.execute_in_process(
+            result = job.execute_in_process(
                 instance=inst,
                 run_id=run_id,
                 tags=(range_tags(*months) if months else {}) | {"mmm/cli": job_name},
                 asset_selection=keys,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                run_config=quiet,
+            )
+            if not result.success:
+                refit = None  # the models are not refitted on data a blocking check failed
+        if refit is not None:
+            refit_job, key = refit
+            run_id = str(uuid.uuid4())
+            run_ids.append(run_id)
+            _say(out, f"run {run_id[:8]}  refit {key}  (job {refit_job.name})")
+            inst.add_event_listener(run_id, progress)
+            refit_job.execute_in_process(
+                instance=inst,
+                run_id=run_id,
+                partition_key=key,
+                tags={"mmm/cli": job_name},
+                raise_on_error=False,
+                run_config=quiet,
             )
     where = {
         "runs": f"{', '.join(r[:8] for r in run_ids)} in {settings.dagster_home} (`make dev`: http://localhost:3000/runs)",
@@ -187,6 +205,33 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
         _say(out, line)
     _print_problems(inst, run_ids, out)
     return EXIT_CHECK_FAILED if progress.checks.failed or progress.failures else EXIT_OK
+
+
+#: the job of the assets partitioned by refit date (defs/mmm.py), run after `everything`
+REFIT_JOB = "mmm"
+
+
+def _refit(definitions: Any, inst: Any, job_name: str, data_changed: bool) -> tuple[Any, str] | None:
+    """(job, partition key) of the latest refit when `run` should refit: after new data, or when
+    the latest refit date has never been fitted. None for `ingest`, or without a refit job."""
+    if job_name != "everything":
+        return None
+    import dagster as dg
+
+    try:
+        job = definitions.resolve_job_def(REFIT_JOB)
+    except dg.DagsterInvariantViolationError:  # definitions without models: no refit job
+        return None
+    key = job.partitions_def.get_last_partition_key() if job.partitions_def else None
+    if key is None:
+        return None
+    graph = definitions.resolve_asset_graph()
+    fitted = all(
+        inst.fetch_materializations(dg.AssetRecordsFilter(asset_key=k, asset_partitions=[key]), limit=1).records
+        for k in job.asset_layer.executable_asset_keys
+        if graph.get(k).partitions_def is not None
+    )
+    return (job, key) if data_changed or not fitted else None
 
 
 def _say(out: TextIO, text: str) -> None:

@@ -30,10 +30,15 @@ weather_job = dg.define_asset_job(
     partitions_def=monthly_partitions,
 )
 
+#: the groups of the assets partitioned by refit date (weekly), which run in their own job (`mmm`):
+#: a Dagster job holds one partitions definition
+REFIT_GROUPS = ("mmm", "allocator")
+
 everything_job = dg.define_asset_job(
     "everything",
-    selection=dg.AssetSelection.all(),
-    description="Ingest, build features and fit every model: what `mmm-platform run` executes.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*REFIT_GROUPS),
+    description="Ingest, build features and run every monthly or unpartitioned asset; `mmm-platform run` "
+    "then runs the `mmm` job for the latest refit date.",
     partitions_def=monthly_partitions,
 )
 
