@@ -12,12 +12,11 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
-from dagster_dbt import DbtCliResource
-from dagster_duckdb import DuckDBResource
 
 from mmm_platform.contracts import load_contract
-from mmm_platform.defs.features.assets import dbt_features, geo_cluster, geo_neighbors, window_env
+from mmm_platform.defs.features.assets import DbtResource, dbt_features, geo_cluster, geo_neighbors, window_env
 from mmm_platform.defs.features.project import dbt_project
+from mmm_platform.defs.resources import WarehouseResource
 from mmm_platform.warehouse import ensure_warehouse
 
 START = dt.date(2024, 1, 1)
@@ -83,7 +82,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def resources(warehouse: Path) -> dict[str, object]:
-    return {"dbt": DbtCliResource(project_dir=dbt_project), "duckdb": DuckDBResource(database=str(warehouse))}
+    return {"dbt": DbtResource(project_dir=dbt_project), "duckdb": WarehouseResource(database=str(warehouse))}
 
 
 def count(warehouse: Path, sql: str) -> tuple:
@@ -104,6 +103,19 @@ def test_dbt_models_are_one_monthly_asset_keyed_by_table_with_checks() -> None:
     # sources are the ingestion assets; dbt tests are checks on the models
     assert dg.AssetKey(["raw", "weather_observed"]) in dbt.asset_deps[dg.AssetKey(["staging", "stg_weather_observed"])]
     assert dg.AssetCheckKey(dg.AssetKey(["features", "geo_day"]), "matches_landing_geo_days_geo_day_") in dbt.check_keys
+
+
+def test_dbt_resource_skips_the_version_subprocess_and_the_in_process_adapter(monkeypatch) -> None:
+    import dagster_dbt.core.resource
+    import dbt.version
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError("dbt --version was run")
+
+    monkeypatch.setattr(dagster_dbt.core.resource, "check_output", no_subprocess)
+    resource = DbtResource(project_dir=dbt_project)
+    assert str(resource._cli_version) == dbt.version.__version__
+    assert resource._initialize_dbt_core_adapter(["build"]) is None
 
 
 def test_partition_window_becomes_the_inclusive_dbt_window() -> None:

@@ -21,6 +21,8 @@ from mmm_platform.quality.checks import (
     landing_zone_layout,
     null_coverage,
 )
+from mmm_platform.quality.gx_suite import prefetch
+from mmm_platform.quality.suites import load_suite
 from mmm_platform.warehouse import Window
 
 GEO_KEY = dg.AssetKey(["raw", "geo"])
@@ -104,6 +106,8 @@ def build_raw_asset(table: Table) -> dg.AssetsDefinition:
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         window = asset_window(context, table)
+        if load_suite(table.name).expectations:
+            prefetch()  # Great Expectations imports while the files load
         with duckdb.get_connection() as con:
             result = ingest_table(
                 con,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -50,8 +51,22 @@ def _plain(value: Any) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-@cache
+_lock = threading.Lock()
+
+
+def prefetch() -> None:
+    """Start importing GX (3-4 s) in a background thread, so that it overlaps with the DuckDB work
+    of the step that calls it (DuckDB releases the GIL) instead of delaying the first check."""
+    threading.Thread(target=_datasource, name="gx-import", daemon=True).start()
+
+
 def _datasource() -> Any:
+    with _lock:
+        return _make_datasource()
+
+
+@cache
+def _make_datasource() -> Any:
     """The process's GX pandas datasource, in one ephemeral context."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
