@@ -178,6 +178,63 @@ def features_figures(warehouse: Path) -> None:
         print(f"  temp_mean_c forecast error (observed - forecast, °C): {'; '.join(errors)}")
 
 
+def _gx_expectation(rule, known_geos: list[str]):  # rules.Rule -> a GX expectation, or None
+    """The GX expectation of a contract rule, for the comparison only (the platform runs the SQL)."""
+    import great_expectations.expectations as gxe
+
+    match rule.kind:
+        case "not_null":
+            return gxe.ExpectColumnValuesToNotBeNull(column=rule.column)
+        case "range":
+            return gxe.ExpectColumnValuesToBeBetween(column=rule.column, min_value=rule.min, max_value=rule.max)
+        case "allowed":
+            return gxe.ExpectColumnValuesToBeInSet(column=rule.column, value_set=list(rule.values))
+        case "known_geo":
+            return gxe.ExpectColumnValuesToBeInSet(column=rule.column, value_set=known_geos)
+        case "unique_key" if len(rule.key) == 1:
+            return gxe.ExpectColumnValuesToBeUnique(column=rule.key[0])
+        case "unique_key":
+            return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rule.key))
+    return None  # type (raw is typed), finite, dates and leads: not expressed here
+
+
+def contract_rules_sql_vs_gx(warehouse: Path) -> None:
+    """The contract check's rules over every raw table: as the platform runs them (DuckDB SQL over
+    raw in place) and as a GX pandas suite of the same rules (the design it replaced)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from mmm_platform.contracts import load_contract
+    from mmm_platform.rules import contract_rules, evaluate, raw_relation
+
+    contract = load_contract()
+    today = dt.date.today()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        known = [r[0] for r in con.execute("SELECT geo_id FROM raw.geo").fetchall()]
+        t0 = time.perf_counter()
+        for table in contract.tables.values():
+            rules = [r for r in contract_rules(table) if r.kind != "type"]
+            evaluate(con, raw_relation(table, "TRUE"), rules, today, "1")
+        sql_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ctx = gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+        source = ctx.data_sources.add_pandas("raw")
+        n_expectations = 0
+        for table in contract.tables.values():
+            expectations = [e for r in contract_rules(table) if (e := _gx_expectation(r, known)) is not None]
+            n_expectations += len(expectations)
+            df = con.execute(f'SELECT * FROM raw."{table.name}"').df()
+            batch = source.add_dataframe_asset(table.name).add_batch_definition_whole_dataframe("all")
+            suite = gx.ExpectationSuite(name=table.name, expectations=expectations)
+            batch.get_batch(batch_parameters={"dataframe": df}).validate(suite)
+        gx_seconds = time.perf_counter() - t0
+    print(
+        f"  contract rules over raw: SQL {sql_seconds:.1f} s (every rule), GX pandas {gx_seconds:.1f} s "
+        f"({n_expectations} of them, context, import excluded)"
+    )
+
+
 def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
     landing = workdir / "landing"
     out = subprocess.run(
@@ -220,6 +277,7 @@ def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
     noop_run = cli(["run"], env)
     row("  run again, nothing new", noop_run, None, events(home) - before)
     features_figures(warehouse)
+    contract_rules_sql_vs_gx(warehouse)
     if ui:
         cli_geo = cli(["ingest", "--full", "--tables", "geo"], env)
         ui_seconds = ui_launch(env, home)
