@@ -529,3 +529,71 @@ def write_tables(con, tables: dict[str, pd.DataFrame], schema: str = "causal") -
         else:
             con.execute(f"CREATE OR REPLACE TABLE {schema}.{name} AS SELECT * FROM _frame")
         con.unregister("_frame")
+
+
+# ---------------------------------------------------------------------------------------------------
+# checks: plain results, converted to Dagster's in defs/causal.py
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    table: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    table: str
+    name: str
+    passed: bool
+    severity: str
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+CHECK_SPECS = (
+    CheckSpec("weather_effects", "instrument_strength", "Every IV first-stage F (cluster-robust) is at least 10."),
+    CheckSpec(
+        "weather_effects",
+        "instrument_validity",
+        "Over-identified with valid leads, Hansen J does not reject; every lead checked as invalid is flagged.",
+    ),
+    CheckSpec("lift", "pretrend", "No pooled shock or experiment readout has a pre-trend (p >= 0.05)."),
+    CheckSpec("lift", "placebo", "Placebo shocks (the same geos, dates moved earlier) find nothing (CI covers 0)."),
+    CheckSpec("lift_tests", "pymc_ready", "Lift-test rows have sigma > 0 and delta_x, delta_y of one sign."),
+)
+
+
+def checks(result: SuiteResult, tables: dict[str, pd.DataFrame]) -> list[CheckOutcome]:
+    spec = {(c.table, c.name): c for c in CHECK_SPECS}
+    out = []
+
+    def add(table: str, name: str, passed: bool, metadata: dict) -> None:
+        out.append(CheckOutcome(table, name, bool(passed), "warn", spec[(table, name)].description, metadata))
+
+    f_stats = {
+        f"{o}/{m}/{v}": fs.f_stat for (o, m), fit_ in result.weather.fits.items() for v, fs in fit_.first_stage.items()
+    }
+    add("weather_effects", "instrument_strength", all(f >= 10 for f in f_stats.values()), f_stats)
+    overid = result.weather.fits.get(("revenue", "iv_2sls_overid"))
+    j_p = overid.tests["hansen_j"].pvalue if overid and "hansen_j" in overid.tests else float("nan")
+    flagged = {f"lead{c.lead}/{c.variable}": round(c.j_pvalue, 4) for c in result.weather.lead_checks}
+    temperature_flagged = all(c.flagged for c in result.weather.lead_checks if c.variable == "temp_mean_c")
+    add(
+        "weather_effects",
+        "instrument_validity",
+        (not j_p < 0.05) and temperature_flagged,
+        {"valid_leads_hansen_j_p": j_p, **flagged},
+    )
+    lift = tables["lift"]
+    pooled = lift[lift["study_id"].str.endswith("_all") | (lift["method"] == "experiment")]
+    pre = dict(zip(pooled["study_id"], pooled["pretrend_p_value"], strict=True))
+    add("lift", "pretrend", all(not (p < 0.05) for p in pre.values() if p is not None), pre)
+    placebo = lift[lift["method"] == "did_stacked_placebo"]
+    covered = {r.study_id: (r.ci_lower, r.ci_upper) for r in placebo.itertuples()}
+    add("lift", "placebo", all(lo <= 0 <= hi for lo, hi in covered.values()), covered)
+    lt = tables["lift_tests"]
+    ok = bool(len(lt)) and bool((lt["sigma"] > 0).all() and lt["consistent_sign"].all())
+    add("lift_tests", "pymc_ready", ok, {"rows": len(lt)})
+    return out
