@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from linearmodels import PanelOLS
-from linearmodels.iv import IV2SLS
 
 from mmm_platform.causal import did, experiments, fe, iv, plans
 
@@ -39,8 +38,12 @@ def test_fe_ols_matches_paneols_with_clusters() -> None:
     y = 2.0 * x + g + 0.1 * t + rng.normal(size=g.size)
     frame = pd.DataFrame({"geo_id": g, "date": t, "x": x, "y": y})
     ours = iv.fit(frame, "y", ["x"])
-    panel = PanelOLS(frame.set_index(["geo_id", "date"])["y"], frame.set_index(["geo_id", "date"])[["x"]],
-                     entity_effects=True, time_effects=True).fit(cov_type="clustered", cluster_entity=True)
+    panel = PanelOLS(
+        frame.set_index(["geo_id", "date"])["y"],
+        frame.set_index(["geo_id", "date"])[["x"]],
+        entity_effects=True,
+        time_effects=True,
+    ).fit(cov_type="clustered", cluster_entity=True)
     assert ours.params["x"] == pytest.approx(panel.params["x"], rel=1e-10)
     # PanelOLS counts every absorbed effect; the areg/reghdfe convention leaves out the nested geo effects
     assert ours.std_errors["x"] == pytest.approx(panel.std_errors["x"], rel=0.03)
@@ -93,8 +96,18 @@ def _shock_panel() -> tuple[pd.DataFrame, pd.DataFrame]:
         for k, d in enumerate(dates):
             storm = g in "ab" and k in (30, 31)
             revenue = 100 + 10 * i + (k % 7) - 50 * storm + 20 * (g in "ab" and k == 29)
-            rows.append({"geo_id": g, "date": d, "revenue": float(revenue), "storm_category": 2 if storm else 0,
-                         "severe_alert": storm, "temp_mean_anom_c": 0.0, "temp_mean_anom_z": 0.0, "cluster_id": 0})
+            rows.append(
+                {
+                    "geo_id": g,
+                    "date": d,
+                    "revenue": float(revenue),
+                    "storm_category": 2 if storm else 0,
+                    "severe_alert": storm,
+                    "temp_mean_anom_c": 0.0,
+                    "temp_mean_anom_z": 0.0,
+                    "cluster_id": 0,
+                }
+            )
     geo = pd.DataFrame({"geo_id": list("abcd"), "cluster_id": 0})
     return pd.DataFrame(rows), geo
 
@@ -122,7 +135,12 @@ def test_stacked_did_reproduces_callaway_santanna_on_mpdta() -> None:
     assert cs.simple == pytest.approx(-0.0400, abs=5e-5)
     assert cs.simple_se == pytest.approx(0.0120, abs=5e-4)
     att = cs.att_gt.set_index(["group", "time"])["att"]
-    for key, value in {(2004, 2004): -0.0105, (2004, 2006): -0.1373, (2006, 2007): -0.0412, (2007, 2007): -0.0261}.items():
+    for key, value in {
+        (2004, 2004): -0.0105,
+        (2004, 2006): -0.1373,
+        (2006, 2007): -0.0412,
+        (2007, 2007): -0.0261,
+    }.items():
         assert att[key] == pytest.approx(value, abs=5e-5)
     frames = []
     for g in (2004, 2006, 2007):
@@ -155,9 +173,15 @@ def test_paired_experiment_readout_by_hand() -> None:
     panel = pd.DataFrame(rows)
     design = pd.DataFrame(
         {
-            "experiment_id": "E", "experiment_type": "geo_split", "geo_id": ["t1", "c1", "t2", "c2"], "channel": "tv",
-            "start_date": dates[10], "end_date": dates[19], "is_treatment": [True, False, True, False],
-            "spend_delta": [100.0, 0.0, 100.0, 0.0], "pair_id": ["p1", "p1", "p2", "p2"],
+            "experiment_id": "E",
+            "experiment_type": "geo_split",
+            "geo_id": ["t1", "c1", "t2", "c2"],
+            "channel": "tv",
+            "start_date": dates[10],
+            "end_date": dates[19],
+            "is_treatment": [True, False, True, False],
+            "spend_delta": [100.0, 0.0, 100.0, 0.0],
+            "pair_id": ["p1", "p1", "p2", "p2"],
         }
     )
     geo = pd.DataFrame({"geo_id": ["t1", "c1", "t2", "c2"], "latitude": 0.0, "longitude": 0.0, "population": 1e5})
@@ -175,8 +199,14 @@ def test_paired_experiment_readout_by_hand() -> None:
 
 
 def test_match_pairs_avoids_geos_another_experiment_put_in_one_arm() -> None:
-    geo = pd.DataFrame({"geo_id": ["a", "b", "c", "d"], "latitude": [40, 40.1, 45, 45.1], "longitude": [-100, -100, -80, -80],
-                        "population": [1e5, 1e5, 1e5, 1e5]})
+    geo = pd.DataFrame(
+        {
+            "geo_id": ["a", "b", "c", "d"],
+            "latitude": [40, 40.1, 45, 45.1],
+            "longitude": [-100, -100, -80, -80],
+            "population": [1e5, 1e5, 1e5, 1e5],
+        }
+    )
     assert sorted(experiments.match_pairs(["a", "c"], ["b", "d"], geo)) == [("a", "b"), ("c", "d")]
     forced = experiments.match_pairs(["a", "c"], ["b", "d"], geo, {frozenset(("a", "b"))})
     assert sorted(forced) == [("a", "d"), ("c", "b")]
@@ -194,9 +224,19 @@ def test_plan_iv_and_placebo_by_hand() -> None:
             rows.append({"geo_id": g, "date": d, "revenue": scale + 2.0 * extra + noise})
             spend_rows.append({"geo_id": g, "date": d, "channel": "search", "spend": 100.0 + extra})
             if k >= 14:
-                plan_rows.append({"plan_id": "P1", "status": "executed", "created_at": dates[11], "geo_id": g, "date": d,
-                                  "channel": "search", "recommended_spend": 100.0 + recommended, "spend": 100.0 + extra,
-                                  "executed_rows": 1})
+                plan_rows.append(
+                    {
+                        "plan_id": "P1",
+                        "status": "executed",
+                        "created_at": dates[11],
+                        "geo_id": g,
+                        "date": d,
+                        "channel": "search",
+                        "recommended_spend": 100.0 + recommended,
+                        "spend": 100.0 + extra,
+                        "executed_rows": 1,
+                    }
+                )
     study = plans.plan_studies(pd.DataFrame(plan_rows), pd.DataFrame(rows), pd.DataFrame(spend_rows), pre_days=7)
     assert len(study) == 1 and study[0].method == "plan_iv"
     assert study[0].estimate == pytest.approx(2.0, abs=0.25)  # revenue per extra dollar

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmm_platform.causal import data, did, suite
+from mmm_platform.causal import data, suite
 from mmm_platform.causal.config import load_config
 from mmm_platform.simulate import WorldConfig, simulate
 
@@ -68,7 +68,9 @@ def test_controlling_for_the_forecast_collapses_the_iv(result) -> None:
 
 def test_storm_did_covers_truth_with_no_pretrend_and_a_null_placebo(result, tables, world) -> None:
     storms = [s for s in world.truth["shocks"] if s["type"] == "storm"]
-    weights = np.array([len(s["geo_ids"]) * ((pd.Timestamp(s["end"]) - pd.Timestamp(s["start"])).days + 1) for s in storms])
+    weights = np.array(
+        [len(s["geo_ids"]) * ((pd.Timestamp(s["end"]) - pd.Timestamp(s["start"])).days + 1) for s in storms]
+    )
     truth = float((weights * [s["att_per_geo_day"] for s in storms]).sum() / weights.sum())
     lift = tables["lift"].set_index("study_id")
     row = lift.loc["storm_all"]
@@ -101,14 +103,29 @@ def test_every_experiment_readout_covers_its_true_lift(result, world) -> None:
 
 def test_output_tables_follow_the_contract(tables, inputs) -> None:
     we = tables["weather_effects"]
-    for column in ("run_id", "as_of", "method", "weather_variable", "outcome", "effect_per_unit", "std_error",
-                   "ci_lower", "ci_upper", "p_value", "n_obs", "instrument", "first_stage_f"):
+    for column in (
+        "run_id",
+        "as_of",
+        "method",
+        "weather_variable",
+        "outcome",
+        "effect_per_unit",
+        "std_error",
+        "ci_lower",
+        "ci_upper",
+        "p_value",
+        "n_obs",
+        "instrument",
+        "first_stage_f",
+    ):
         assert column in we.columns
     assert {"ols", "iv_2sls"} <= set(we["method"])
     lift = tables["lift"]
     assert list(lift.columns[:2]) == ["run_id", "as_of"] and set(suite.LIFT_COLUMNS) <= set(lift.columns)
     assert lift["statement"].notna().all() and (lift["as_of"] == inputs.as_of).all()
-    assert {"did_stacked", "did_twfe", "did_stacked_placebo", "experiment", "iv_2sls_counterfactual"} <= set(lift["method"])
+    assert {"did_stacked", "did_twfe", "did_stacked_placebo", "experiment", "iv_2sls_counterfactual"} <= set(
+        lift["method"]
+    )
     lt = tables["lift_tests"]
     assert {"channel", "x", "delta_x", "delta_y", "sigma", "geo"} <= set(lt.columns)
     assert lt["consistent_sign"].all() and (lt["sigma"] > 0).all()

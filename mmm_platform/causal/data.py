@@ -166,12 +166,13 @@ def stage_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, pl.DataFrame]
         con.register("_frame", frame)
         con.execute(f"CREATE OR REPLACE TABLE raw.{name} AS SELECT * FROM _frame")
         con.unregister("_frame")
+
     def doy(d: str) -> str:  # the marts' macro climatology_doy: 29 Feb shares 28 Feb's slot
         return f"dayofyear(make_date(2001, month({d}), least(day({d}), CASE WHEN month({d}) = 2 THEN 28 ELSE 31 END)))"
 
     con.execute(
         f"""CREATE OR REPLACE TABLE features.weather_climatology AS
-        WITH o AS (SELECT geo_id, year(date) AS year, {doy('date')} AS doy, temp_mean_c, precip_mm, humidity_pct,
+        WITH o AS (SELECT geo_id, year(date) AS year, {doy("date")} AS doy, temp_mean_c, precip_mm, humidity_pct,
                           snowfall_cm FROM raw.weather_observed),
         s AS (SELECT o.* REPLACE (((o.doy - 1 + shift.d + 365) % 365) + 1 AS doy)
               FROM o CROSS JOIN range(-{half_window}, {half_window} + 1) AS shift(d))

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
-
 from scipy.linalg import cho_factor, cho_solve
 
 from mmm_platform.causal import fe, iv
@@ -446,7 +445,7 @@ def placebo_in_time(
             if week == 0 or lo < 0 or hi > n_t or shocked[ti + ci, lo:hi].any():
                 continue
 
-            def did(a: int, b: int, t0: int = t0) -> float:
+            def did(a: int, b: int, t0: int = t0, ti: list[int] = ti, ci: list[int] = ci) -> float:
                 ref = slice(t0 + ref_lo, t0 + ref_hi + 1)
                 part = slice(t0 + a, t0 + b + 1)
                 return float(
@@ -471,7 +470,9 @@ def treated_geo_days(result: StackedResult, event_id: str) -> int:
     return int(mask.sum())
 
 
-def pooled_att(result: StackedResult, event_ids: Sequence[str], term: str = "window", level: float = 0.95) -> dict | None:
+def pooled_att(
+    result: StackedResult, event_ids: Sequence[str], term: str = "window", level: float = 0.95
+) -> dict | None:
     """The ATT over the events (weighted by their treated geo-days) with its SE from the per-event SEs
     (events months apart are independent; each SE is its placebo spread or clustered SE, the larger)."""
     table = result.events.set_index("event_id")
@@ -631,8 +632,9 @@ def callaway_santanna(frame: pd.DataFrame, y: str, unit: str, time: str, group: 
     simple = float(w @ att["att"].to_numpy())
     # influence of the estimated weights
     indicator = np.array([(g_of == g).astype(float) - share[g] for g in att["group"]])
-    wif = np.where(post[:, None], indicator / total, 0.0) - np.outer(
-        np.where(post, pg, 0.0), indicator[post].sum(axis=0)
-    ) / total**2
+    wif = (
+        np.where(post[:, None], indicator / total, 0.0)
+        - np.outer(np.where(post, pg, 0.0), indicator[post].sum(axis=0)) / total**2
+    )
     psi = w @ psi_gt + att["att"].to_numpy() @ wif
     return CSResult(att, simple, float(np.sqrt((psi**2).sum()) / n))

@@ -30,9 +30,7 @@ def indicator(factor: np.ndarray) -> csr_matrix:
     return csr_matrix((np.ones(n), (np.arange(n), factor)), shape=(n, int(factor.max()) + 1))
 
 
-def demean(
-    values: np.ndarray, factors: Sequence[np.ndarray], tol: float = 1e-10, max_iter: int = 500
-) -> np.ndarray:
+def demean(values: np.ndarray, factors: Sequence[np.ndarray], tol: float = 1e-10, max_iter: int = 500) -> np.ndarray:
     """(n, k) `values` with the means of every factor (integer codes, (n,) each) removed jointly."""
     x = np.array(values, dtype=float, copy=True)
     squeeze = x.ndim == 1

@@ -95,9 +95,7 @@ class Fit:
         return Test("wald", wald / q, float(stats.f.sf(wald / q, q, self.df_resid)), q)
 
 
-def _cov_options(
-    cov_type: str, clusters: np.ndarray | None, bandwidth: int | None, extra: int, debiased: bool
-) -> dict:
+def _cov_options(cov_type: str, clusters: np.ndarray | None, bandwidth: int | None, extra: int, debiased: bool) -> dict:
     options: dict = {"cov_type": cov_type, "debiased": debiased, "extra_df": extra}
     if cov_type == "clustered":
         # a numpy array, not a Series: linearmodels deep-copies cov_config into every auxiliary model
@@ -255,9 +253,7 @@ def _diagnose(out: Fit, res, x, dep, ex, regressors, instruments, options, weak_
         wu = res.wu_hausman()
         out.tests["wu_hausman"] = Test("wu_hausman", float(wu.stat), float(wu.pval), float(wu.df))
         wr = res.wooldridge_regression
-        out.tests["wooldridge_regression"] = Test(
-            "wooldridge_regression", float(wr.stat), float(wr.pval), float(wr.df)
-        )
+        out.tests["wooldridge_regression"] = Test("wooldridge_regression", float(wr.stat), float(wr.pval), float(wr.df))
     except (ValueError, np.linalg.LinAlgError):
         pass
     if n_excluded > len(regressors):

@@ -131,7 +131,9 @@ def weather_effects_table(result: SuiteResult, run_id: str) -> pd.DataFrame:
                     "overid_j_p": f.tests["hansen_j"].pvalue if "hansen_j" in f.tests else None,
                     "geo_cluster": None,
                     "n_clusters": f.n_clusters,
-                    "statement": evidence.weather_statement(v, outcome, method, float(f.params[v]), lo, hi, f.pvalue(v)),
+                    "statement": evidence.weather_statement(
+                        v, outcome, method, float(f.params[v]), lo, hi, f.pvalue(v)
+                    ),
                 }
             )
     for r in study.by_cluster.itertuples():
@@ -244,7 +246,9 @@ LIFT_COLUMNS = [
 def _plan_meta(inputs_plans: pd.DataFrame) -> pd.DataFrame:
     if inputs_plans.empty:
         return pd.DataFrame(columns=["plan_id", "status", "created_at"])
-    return inputs_plans.groupby("plan_id", as_index=False).agg(status=("status", "first"), created_at=("created_at", "min"))
+    return inputs_plans.groupby("plan_id", as_index=False).agg(
+        status=("status", "first"), created_at=("created_at", "min")
+    )
 
 
 def informed_plan(meta: pd.DataFrame, window_end) -> str | None:
@@ -256,7 +260,9 @@ def informed_plan(meta: pd.DataFrame, window_end) -> str | None:
     if after.empty:
         return None
     pending = after[after["status"] == "pending"].sort_values("created_at")
-    return str((pending if len(pending) else after.sort_values("created_at")).iloc[-1 if pending.empty else 0]["plan_id"])
+    return str(
+        (pending if len(pending) else after.sort_values("created_at")).iloc[-1 if pending.empty else 0]["plan_id"]
+    )
 
 
 def lift_table(result: SuiteResult, run_id: str, plan_rows: pd.DataFrame) -> pd.DataFrame:
@@ -393,7 +399,11 @@ def lift_table(result: SuiteResult, run_id: str, plan_rows: pd.DataFrame) -> pd.
     # plans
     for s in result.plan_studies:
         days = (s.window_end - s.window_start).days + 1
-        what = "revenue per extra dollar the plan moved" if s.method == "plan_iv" else "revenue per recommended dollar (not executed: placebo)"
+        what = (
+            "revenue per extra dollar the plan moved"
+            if s.method == "plan_iv"
+            else "revenue per recommended dollar (not executed: placebo)"
+        )
         rows.append(
             {
                 "study_id": f"plan_{s.plan_id}",
@@ -448,8 +458,14 @@ def lift_table(result: SuiteResult, run_id: str, plan_rows: pd.DataFrame) -> pd.
             frame[column] = None
     missing = frame["statement"].isna()
     frame.loc[missing, "statement"] = [
-        evidence.lift_statement(r.treatment, r.att_per_geo_day, r.ci_lower, r.ci_upper, r.p_value, r.incremental_revenue)
-        + (" (placebo: the same geos, dates moved earlier; should be nothing)" if r.method == "did_stacked_placebo" else "")
+        evidence.lift_statement(
+            r.treatment, r.att_per_geo_day, r.ci_lower, r.ci_upper, r.p_value, r.incremental_revenue
+        )
+        + (
+            " (placebo: the same geos, dates moved earlier; should be nothing)"
+            if r.method == "did_stacked_placebo"
+            else ""
+        )
         + (" (naive two-way fixed effects)" if r.method == "did_twfe" else "")
         for r in frame.loc[missing].itertuples()
     ]

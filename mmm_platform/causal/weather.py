@@ -136,13 +136,15 @@ def _by_geo(panel, outcome, variables, z1, neighbors: pl.DataFrame, config: Caus
     rows = []
     for geo, index in data.groupby("geo_id", sort=True).indices.items():
         part = values[index]
-        beta, se = _hac_iv(part[:, 0], part[:, 1 : 1 + len(variables)], part[:, 1 + len(variables) :], config.iv.geo_hac_bandwidth_days)
+        beta, se = _hac_iv(
+            part[:, 0], part[:, 1 : 1 + len(variables)], part[:, 1 + len(variables) :], config.iv.geo_hac_bandwidth_days
+        )
         cluster = int(data["cluster_id"].iloc[index[0]])
         for j, v in enumerate(variables):
             rows.append({"geo_id": geo, "cluster_id": cluster, "variable": v, "estimate": beta[j], "std_error": se[j]})
     by_geo = pd.DataFrame(rows)
     out = []
-    for v, part in by_geo.groupby("variable", sort=False):
+    for _, part in by_geo.groupby("variable", sort=False):
         w = 1 / part["std_error"].to_numpy() ** 2
         est = part["estimate"].to_numpy()
         mean = (w * est).sum() / w.sum()

@@ -6,7 +6,6 @@ plain-language statements and (for the headline tables) a plot. Asset checks tur
 check results into AssetCheckResults in one place (`_check_result`).
 """
 
-
 import base64
 import io
 from collections.abc import Iterator
@@ -99,15 +98,16 @@ def _check_result(check: suite.CheckOutcome) -> dg.AssetCheckResult:
     )
 
 
-CHECKS = [dg.AssetCheckSpec(c.name, asset=dg.AssetKey(["causal", c.table]), description=c.description) for c in suite.CHECK_SPECS]
+CHECKS = [
+    dg.AssetCheckSpec(c.name, asset=dg.AssetKey(["causal", c.table]), description=c.description)
+    for c in suite.CHECK_SPECS
+]
 
 
 @dg.multi_asset(
     name="causal_suite",
     specs=[
-        dg.AssetSpec(
-            key=["causal", name], deps=DEPS, group_name=GROUP, kinds={"python", "duckdb"}, description=text
-        )
+        dg.AssetSpec(key=["causal", name], deps=DEPS, group_name=GROUP, kinds={"python", "duckdb"}, description=text)
         for name, text in DESCRIPTIONS.items()
     ],
     check_specs=CHECKS,
@@ -129,15 +129,39 @@ def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
     )
     meta["weather_effects"]["preview"] = _preview(
         we,
-        ["method", "weather_variable", "outcome", "effect_per_unit", "ci_lower", "ci_upper", "first_stage_f", "geo_cluster"],
+        [
+            "method",
+            "weather_variable",
+            "outcome",
+            "effect_per_unit",
+            "ci_lower",
+            "ci_upper",
+            "first_stage_f",
+            "geo_cluster",
+        ],
     )
-    meta["weather_effects"]["plot"] = dg.MetadataValue.md(_figure_md(figure_iv(result.weather.fits, result.weather.variables)))
+    meta["weather_effects"]["plot"] = dg.MetadataValue.md(
+        _figure_md(figure_iv(result.weather.fits, result.weather.variables))
+    )
     meta["weather_effects"]["identifying_assumption"] = dg.MetadataValue.text(IDENTIFYING_ASSUMPTION)
     lift = tables["lift"]
     headline = lift[~lift["study_id"].str.match(r"^(storm|heatwave|severe_alert)_\d")]
-    meta["lift"]["statements"] = dg.MetadataValue.md("\n".join(f"- **{r.study_id}**: {r.statement}" for r in headline.itertuples()))
+    meta["lift"]["statements"] = dg.MetadataValue.md(
+        "\n".join(f"- **{r.study_id}**: {r.statement}" for r in headline.itertuples())
+    )
     meta["lift"]["preview"] = _preview(
-        lift, ["study_id", "method", "treatment", "att_per_geo_day", "ci_lower", "ci_upper", "p_value", "pretrend_p_value", "plan_id"]
+        lift,
+        [
+            "study_id",
+            "method",
+            "treatment",
+            "att_per_geo_day",
+            "ci_lower",
+            "ci_upper",
+            "p_value",
+            "pretrend_p_value",
+            "plan_id",
+        ],
     )
     if "storm" in result.event_studies:
         meta["lift"]["storm_event_study"] = dg.MetadataValue.md(
