@@ -135,8 +135,8 @@ def test_output_tables_follow_the_contract(tables, inputs) -> None:
 
 def test_checks_pass_on_the_default_world(result, tables) -> None:
     outcomes = suite.checks(result, tables)
-    assert {(c.table, c.name) for c in outcomes} == {(c.table, c.name) for c in suite.CHECK_SPECS}
-    assert all(c.passed for c in outcomes), [c for c in outcomes if not c.passed]
+    assert {(t, c.name) for t, c in outcomes} == {(c.table, c.name) for c in suite.CHECK_SPECS}
+    assert all(c.passed for _, c in outcomes), [c.summary for _, c in outcomes if not c.passed]
 
 
 def test_dagster_assets_write_every_table(tmp_path) -> None:

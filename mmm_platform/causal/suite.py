@@ -24,6 +24,7 @@ import pandas as pd
 from mmm_platform.causal import did, evidence, experiments, plans, weather
 from mmm_platform.causal.config import CausalConfig
 from mmm_platform.causal.data import CausalInputs
+from mmm_platform.quality.checks import CheckOutcome
 
 
 @dataclass
@@ -558,16 +559,6 @@ class CheckSpec:
     description: str
 
 
-@dataclass(frozen=True)
-class CheckOutcome:
-    table: str
-    name: str
-    passed: bool
-    severity: str
-    description: str
-    metadata: dict = field(default_factory=dict)
-
-
 CHECK_SPECS = (
     CheckSpec("weather_effects", "instrument_strength", "Every IV first-stage F (cluster-robust) is at least 10."),
     CheckSpec(
@@ -581,17 +572,24 @@ CHECK_SPECS = (
 )
 
 
-def checks(result: SuiteResult, tables: dict[str, pd.DataFrame]) -> list[CheckOutcome]:
-    spec = {(c.table, c.name): c for c in CHECK_SPECS}
+def checks(result: SuiteResult, tables: dict[str, pd.DataFrame]) -> list[tuple[str, CheckOutcome]]:
+    """(table, outcome) per check of CHECK_SPECS; each summary says what was found."""
     out = []
 
-    def add(table: str, name: str, passed: bool, metadata: dict) -> None:
-        out.append(CheckOutcome(table, name, bool(passed), "warn", spec[(table, name)].description, metadata))
+    def add(table: str, name: str, passed: bool, metadata: dict, found: str) -> None:
+        out.append((table, CheckOutcome(name, bool(passed), "warn", found, [] if passed else [found], metadata)))
 
     f_stats = {
         f"{o}/{m}/{v}": fs.f_stat for (o, m), fit_ in result.weather.fits.items() for v, fs in fit_.first_stage.items()
     }
-    add("weather_effects", "instrument_strength", all(f >= 10 for f in f_stats.values()), f_stats)
+    weakest = min(f_stats, key=f_stats.get) if f_stats else None
+    add(
+        "weather_effects",
+        "instrument_strength",
+        all(f >= 10 for f in f_stats.values()),
+        f_stats,
+        f"weakest first stage: {weakest} F = {f_stats[weakest]:,.0f} (weak below 10)" if weakest else "no IV fitted",
+    )
     overid = result.weather.fits.get(("revenue", "iv_2sls_overid"))
     j_p = overid.tests["hansen_j"].pvalue if overid and "hansen_j" in overid.tests else float("nan")
     flagged = {f"lead{c.lead}/{c.variable}": round(c.j_pvalue, 4) for c in result.weather.lead_checks}
@@ -601,15 +599,39 @@ def checks(result: SuiteResult, tables: dict[str, pd.DataFrame]) -> list[CheckOu
         "instrument_validity",
         (not j_p < 0.05) and temperature_flagged,
         {"valid_leads_hansen_j_p": j_p, **flagged},
+        f"Hansen J over the valid leads p = {j_p:.3f}; invalid temperature leads "
+        + ("all flagged" if temperature_flagged else "NOT all flagged"),
     )
     lift = tables["lift"]
     pooled = lift[lift["study_id"].str.endswith("_all") | (lift["method"] == "experiment")]
     pre = dict(zip(pooled["study_id"], pooled["pretrend_p_value"], strict=True))
-    add("lift", "pretrend", all(not (p < 0.05) for p in pre.values() if p is not None), pre)
+    rejected = {k: p for k, p in pre.items() if p is not None and p < 0.05}
+    add(
+        "lift",
+        "pretrend",
+        not rejected,
+        pre,
+        f"pre-trend rejected for {', '.join(rejected)}" if rejected else f"no pre-trend in {len(pre)} studies",
+    )
     placebo = lift[lift["method"] == "did_stacked_placebo"]
     covered = {r.study_id: (r.ci_lower, r.ci_upper) for r in placebo.itertuples()}
-    add("lift", "placebo", all(lo <= 0 <= hi for lo, hi in covered.values()), covered)
+    found = {k: (lo, hi) for k, (lo, hi) in covered.items() if not lo <= 0 <= hi}
+    add(
+        "lift",
+        "placebo",
+        not found,
+        covered,
+        "; ".join(f"{k} finds an effect: 95% CI {lo:+,.0f} to {hi:+,.0f}" for k, (lo, hi) in found.items())
+        if found
+        else f"{len(covered)} placebo shocks find nothing (every CI covers 0)",
+    )
     lt = tables["lift_tests"]
     ok = bool(len(lt)) and bool((lt["sigma"] > 0).all() and lt["consistent_sign"].all())
-    add("lift_tests", "pymc_ready", ok, {"rows": len(lt)})
+    add(
+        "lift_tests",
+        "pymc_ready",
+        ok,
+        {"rows": len(lt)},
+        f"{len(lt)} lift-test rows" + ("" if ok else ": bad sigma or signs"),
+    )
     return out

@@ -3,7 +3,7 @@
 One unpartitioned multi-asset in group `causal` runs the whole suite once over the feature marts and
 writes every causal.* table; each table is its own asset with its description, a preview, the
 plain-language statements and (for the headline tables) a plot. Asset checks turn the suite's plain
-check results into AssetCheckResults in one place (`_check_result`).
+check results into AssetCheckResults in one place (`defs/checks.py`).
 """
 
 import base64
@@ -18,6 +18,7 @@ from mmm_platform.causal.config import load_config
 from mmm_platform.causal.data import load_inputs
 from mmm_platform.causal.evidence import figure_event_study, figure_iv
 from mmm_platform.causal.weather import IDENTIFYING_ASSUMPTION
+from mmm_platform.defs.checks import check_result
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 
 GROUP = "causal"
@@ -85,17 +86,6 @@ def _figure_md(fig) -> str:
 def _preview(frame: pd.DataFrame, columns: list[str], rows: int = 40) -> dg.MetadataValue:
     shown = [c for c in columns if c in frame.columns]
     return dg.MetadataValue.md(frame[shown].head(rows).to_markdown(index=False, floatfmt=",.2f"))
-
-
-def _check_result(check: suite.CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=dg.AssetKey(["causal", check.table]),
-        check_name=check.name,
-        passed=check.passed,
-        severity=dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=check.description,
-        metadata={k: dg.MetadataValue.text(str(v)) for k, v in check.metadata.items()},
-    )
 
 
 CHECKS = [
@@ -177,8 +167,8 @@ def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
     for name in tables:
         yield dg.MaterializeResult(asset_key=dg.AssetKey(["causal", name]), metadata=meta[name])
     context.log.info("causal suite timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
-    for check in suite.checks(result, tables):
-        yield _check_result(check)
+    for table, outcome in suite.checks(result, tables):
+        yield check_result(outcome, asset_key=dg.AssetKey(["causal", table]), check_name=outcome.name)
 
 
 @dg.definitions

@@ -10,6 +10,7 @@ import dagster as dg
 
 from mmm_platform.config import get_settings
 from mmm_platform.contracts import Table, load_contract
+from mmm_platform.defs.checks import check_result
 from mmm_platform.defs.partitions import PARTITION_START, monthly_partitions, window_of
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.ingest.landing import scan_zone
@@ -17,7 +18,6 @@ from mmm_platform.ingest.load import LoadResult, ingest_table
 from mmm_platform.quality.checks import (
     CHECKS,
     CheckContext,
-    CheckOutcome,
     landing_zone_layout,
     null_coverage,
 )
@@ -42,21 +42,6 @@ def asset_window(context: dg.AssetExecutionContext, table: Table) -> Window | No
         return None
     keys = context.partition_key_range
     return _window(keys.start, keys.end)
-
-
-def check_result(outcome: CheckOutcome, **keys: object) -> dg.AssetCheckResult:
-    """The one place a core check outcome becomes a Dagster check result."""
-    return dg.AssetCheckResult(
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR if outcome.severity == "error" else dg.AssetCheckSeverity.WARN,
-        description=outcome.summary,
-        metadata={
-            "summary": dg.MetadataValue.text(outcome.summary),
-            "problems": dg.MetadataValue.md("\n".join(f"- {d}" for d in outcome.details) or "none"),
-            **{k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in outcome.metadata.items()},
-        },
-        **keys,
-    )
 
 
 def _metadata(result: LoadResult, coverage: dict[str, float], total_rows: int, latest: dt.date | None) -> dict:
