@@ -1,5 +1,7 @@
 """The one place a core check outcome (quality.checks.CheckOutcome) becomes a Dagster check result."""
 
+import json
+
 import dagster as dg
 
 from mmm_platform.quality.checks import CheckOutcome
@@ -14,7 +16,16 @@ def check_result(outcome: CheckOutcome, **keys: object) -> dg.AssetCheckResult:
         metadata={
             "summary": dg.MetadataValue.text(outcome.summary),
             "problems": dg.MetadataValue.md("\n".join(f"- {d}" for d in outcome.details) or "none"),
-            **{k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in outcome.metadata.items()},
+            **{k: _value(v) for k, v in outcome.metadata.items()},
         },
         **keys,
     )
+
+
+def _value(value: object) -> object:
+    """Containers as JSON (tuples as lists), numbers and text as they are, anything else as text."""
+    if isinstance(value, dict | list | tuple):
+        return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return dg.MetadataValue.text(str(value))
