@@ -57,6 +57,8 @@ class Settings:
     lock_timeout_s: float
     #: the Dagster instance the command line records its runs in (the one `make dev` shows)
     dagster_home: Path
+    #: the HTML report and the full-size figures of the asset pages
+    report_dir: Path
 
 
 def _env(name: str, default: str) -> str:
@@ -110,4 +112,5 @@ def get_settings() -> Settings:
         freshness_days=int(_number("MMM_FRESHNESS_DAYS", "3", int, 0)),
         lock_timeout_s=float(_number("MMM_LOCK_TIMEOUT", "600", float, 0)),
         dagster_home=_path("DAGSTER_HOME", ".dagster_home"),
+        report_dir=_path("MMM_REPORT_DIR", "data/reports"),
     )

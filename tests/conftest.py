@@ -116,8 +116,10 @@ def write(df: pl.DataFrame, path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def throwaway_dagster_instance(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test records its CLI runs in its own Dagster instance, whatever DAGSTER_HOME the shell has."""
+    """Each test records its CLI runs in its own Dagster instance, whatever DAGSTER_HOME the shell
+    has, and writes its figures under its own report folder."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("MMM_REPORT_DIR", str(tmp_path / "reports"))
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ plain-language statements and (for the headline tables) a plot. Asset checks tur
 check results into AssetCheckResults in one place (`defs/checks.py`).
 """
 
-import base64
-import io
 from collections.abc import Iterator
 
 import dagster as dg
@@ -19,6 +17,7 @@ from mmm_platform.causal.data import load_inputs
 from mmm_platform.causal.evidence import figure_event_study, figure_iv
 from mmm_platform.causal.weather import IDENTIFYING_ASSUMPTION
 from mmm_platform.defs.checks import check_result
+from mmm_platform.defs.figures import figure_metadata
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 
 GROUP = "causal"
@@ -73,16 +72,6 @@ DESCRIPTIONS = {
 }
 
 
-def _figure_md(fig) -> str:
-    """A matplotlib Figure as inline markdown (Dagster has no plot metadata type)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return f"![plot](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
-
-
 def _preview(frame: pd.DataFrame, columns: list[str], rows: int = 40) -> dg.MetadataValue:
     shown = [c for c in columns if c in frame.columns]
     return dg.MetadataValue.md(frame[shown].head(rows).to_markdown(index=False, floatfmt=",.2f"))
@@ -130,8 +119,8 @@ def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
             "geo_cluster",
         ],
     )
-    meta["weather_effects"]["plot"] = dg.MetadataValue.md(
-        _figure_md(figure_iv(result.weather.fits, result.weather.variables))
+    meta["weather_effects"] |= figure_metadata(
+        figure_iv(result.weather.fits, result.weather.variables), "causal/weather_effects", "plot"
     )
     meta["weather_effects"]["identifying_assumption"] = dg.MetadataValue.text(IDENTIFYING_ASSUMPTION)
     lift = tables["lift"]
@@ -154,8 +143,10 @@ def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
         ],
     )
     if "storm" in result.event_studies:
-        meta["lift"]["storm_event_study"] = dg.MetadataValue.md(
-            _figure_md(figure_event_study(result.event_studies["storm"].coefficients, "Storms: revenue per geo-day"))
+        meta["lift"] |= figure_metadata(
+            figure_event_study(result.event_studies["storm"].coefficients, "Storms: revenue per geo-day"),
+            "causal/lift",
+            "storm_event_study",
         )
     meta["weather_contribution"]["statements"] = dg.MetadataValue.md(
         "\n".join(f"- {s}" for s in tables["weather_contribution"]["statement"])
