@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from mmm_platform.config import INSTANCE_TEMPLATE, Settings, SettingsError, get_settings
-from mmm_platform.warehouse import WarehouseUnavailable, connect
+from mmm_platform.warehouse import WarehouseUnavailable, check_writable, connect
 
 log = logging.getLogger("mmm_platform.cli")
 
@@ -37,11 +38,15 @@ def instance(settings: Settings) -> Any:  # -> dg.DagsterInstance
 
     home = settings.dagster_home
     config = home / "dagster.yaml"
-    if not config.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(INSTANCE_TEMPLATE, config)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    home.mkdir(parents=True, exist_ok=True)
+    # two commands started at once must not both create the instance's SQLite storage (the second
+    # fails with "table ... already exists"): one at a time, the other then finds it made
+    with (home / ".instance.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not config.exists():
+            shutil.copyfile(INSTANCE_TEMPLATE, config)
+        os.environ["DAGSTER_HOME"] = str(home)
+        return dg.DagsterInstance.get()
 
 
 def _date(value: str) -> dt.date:
@@ -148,6 +153,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    check_writable(settings.warehouse)  # a warehouse that can never be written: exit 2 now, not in a step
     t0 = time.perf_counter()
     inst = instance(settings)
     from mmm_platform.definitions import defs
