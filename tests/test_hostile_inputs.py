@@ -560,6 +560,17 @@ def test_hostile_file(case, tmp_path):
 # ================================================================ scenarios: type drift (issue class)
 
 
+def test_table_folder_that_is_a_link(tmp_path):
+    """A table folder may be a link (to a share mounted elsewhere): its files are read as files."""
+    z = Zone(tmp_path)
+    elsewhere = tmp_path / "share" / "sales"
+    shutil.move(z.root / "sales", elsewhere)
+    (z.root / "sales").symlink_to(elsewhere, target_is_directory=True)
+    z.put("sales/new.parquet", new_sales())
+    z.ingest()
+    z.verify()
+
+
 def test_type_drift_in_one_run(tmp_path):
     """ISO text, DATE, TIMESTAMP and TIMESTAMPTZ files of one table, checked and loaded in one run."""
     z = Zone(tmp_path, baseline=False)
