@@ -889,6 +889,30 @@ def test_refused_version_keeps_the_span_of_the_rows_it_carries(tmp_path):
     z.verify()
 
 
+def test_redated_event_supersedes_across_partitions_and_comes_back_on_retraction(tmp_path):
+    """governance_events' key (event_id) lacks its partition column: a correction that moves an
+    event to March replaces its February row, and retracting the correction brings it back."""
+    z = Zone(tmp_path)
+
+    def event(day: dt.date, text: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"event_id": ["e1"], "date": [day], "event_type": ["manual_override"], "description": [text]}
+        )
+
+    z.put("governance_events/a.csv", event(dt.date(2024, 2, 10), "first"))
+    z.ingest("governance_events")
+    z.put("governance_events/b.csv", event(dt.date(2024, 3, 5), "re-dated"))
+    z.touch_later("governance_events/b.csv")
+    z.expect("governance_events/a.csv", None)
+    z.ingest("governance_events", window=MARCH)
+    z.verify("governance_events", superseded={"governance_events/a.csv"})
+    retract_file(z.con, z.contract, "governance_events/b.csv", "wrong date", run_id="retract")
+    z.expect("governance_events/a.csv", event(dt.date(2024, 2, 10), "first"))
+    z.expect("governance_events/b.csv", None)
+    z.ingest("governance_events", window=MARCH)
+    z.verify("governance_events")
+
+
 # ================================================================ file identity and edits (issue class + own)
 
 

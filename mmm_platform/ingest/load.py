@@ -241,6 +241,11 @@ def _covering(
     load part of a file, or leave rows of a replaced or retracted version behind."""
     if window is None or not table.partition_column:
         return window
+    if table.partition_column not in table.key:
+        # a key without the partition column can move between partitions (an event re-dated by a
+        # correction): a newer row supersedes it wherever it is, and a retraction brings it back
+        # wherever it was, only when the whole table is rewritten (such tables are small: events)
+        return Window(dt.date(1, 1, 1), window.end, open_end=True)
     spans = []
     for r in reports:
         if r.cached or not r.accepted:
