@@ -99,9 +99,12 @@ def _date(name: str) -> dt.date | None:
     if not raw:
         return None
     try:
-        return dt.date.fromisoformat(raw)
+        day = dt.date.fromisoformat(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a date (YYYY-MM-DD)") from None
+    if day > dt.date.today():
+        raise SettingsError(f"{name}={raw!r} is after today: no partition could hold any data")
+    return day
 
 
 def get_settings() -> Settings:

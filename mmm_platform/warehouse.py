@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +30,9 @@ LINEAGE_COLUMNS = {
     "_loaded_at": "TIMESTAMP",
     "_run_id": "VARCHAR",
 }
-#: names the loader uses for its own columns while it reads a file; a landing column may not use
-#: them (nor a lineage name): the file would silently overwrite the platform's bookkeeping
-RESERVED_PREFIX = "_"
+#: the prefix of the names the loader uses for its own aliases and flags while it reads a file; a
+#: landing column may not start with it (nor use a lineage name): it would meet the loader's SQL
+RESERVED_PREFIX = "__"
 
 #: file states in ingest.landing_files: the verdict of the last check (accepted, refused), or what
 #: became of a file that was loaded before (missing: gone from the landing zone, its rows kept;
@@ -112,6 +114,43 @@ class WarehouseUnavailable(RuntimeError):
 _LOCK = re.compile(r"Conflicting lock is held in (?P<holder>.+?) \(PID (?P<pid>\d+)\)")
 
 
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, with the reason, when the warehouse at `path` could never be opened for writing:
+    a folder, not a DuckDB file, or a place where nothing can be written (a read-only file system,
+    no permission). It creates nothing (a probe file in the folder is removed at once) and does not
+    wait for a lock another process holds: `connect` does that."""
+    path = Path(path)
+    if path.is_dir():
+        raise WarehouseUnavailable(f"warehouse {path} is a folder, not a DuckDB file (check MMM_WAREHOUSE)")
+    if path.exists():
+        if _read_only_fs(path) or not os.access(path, os.W_OK):
+            raise WarehouseUnavailable(f"cannot write the warehouse {path}: read-only file system or no permission")
+        try:
+            duckdb.connect(str(path), read_only=True).close()
+        except duckdb.Error as exc:
+            if _LOCK.search(str(exc)) is None:
+                raise WarehouseUnavailable(f"cannot open the warehouse {path}: {_first_line(str(exc))}") from exc
+        return
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mmm-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise WarehouseUnavailable(
+            f"cannot create the warehouse {path}: nothing can be written in {folder} ({exc.strerror})"
+        ) from exc
+
+
 def connect(path: Path, *, read_only: bool = False, lock_timeout_s: float = 600.0) -> duckdb.DuckDBPyConnection:
     """Open the warehouse. A lock held by another process is waited for (up to `lock_timeout_s`,
     saying who holds it); anything else (not a DuckDB file, a folder, a read-only file system, no
@@ -123,7 +162,9 @@ def connect(path: Path, *, read_only: bool = False, lock_timeout_s: float = 600.
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise WarehouseUnavailable(f"cannot create the warehouse folder {path.parent}: {exc.strerror}") from exc
+            raise WarehouseUnavailable(
+                f"cannot create the warehouse {path}: cannot create its folder {path.parent} ({exc.strerror})"
+            ) from exc
     deadline = time.monotonic() + lock_timeout_s
     delay, announced = 0.2, False
     while True:
@@ -166,9 +207,10 @@ def ensure_warehouse(con: duckdb.DuckDBPyConnection, contract: Contract) -> None
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "ORDER BY ordinal_position",
-        [schema, name],
-    ).fetchall()
+    """The table's column names in order; [] when it does not exist. (DESCRIBE: about ten times
+    faster than information_schema.columns, which the loader asks several times per table.)"""
+    try:
+        rows = con.execute(f"DESCRIBE {quote(schema)}.{quote(name)}").fetchall()
+    except duckdb.CatalogException:
+        return []
     return [r[0] for r in rows]

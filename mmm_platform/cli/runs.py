@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple, TextIO
 from mmm_platform.config import INSTANCE_TEMPLATE, Settings, get_settings
 from mmm_platform.contracts import load_contract
 from mmm_platform.ingest.spans import Change, landing_changes, read_known
-from mmm_platform.warehouse import connect
+from mmm_platform.warehouse import check_writable, connect
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -40,11 +41,15 @@ def instance(settings: Settings) -> Any:  # -> dg.DagsterInstance
 
     home = settings.dagster_home
     config = home / "dagster.yaml"
-    if not config.exists():
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(INSTANCE_TEMPLATE, config)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    home.mkdir(parents=True, exist_ok=True)
+    # two commands started at once must not both create the instance's SQLite storage (the second
+    # fails with "table ... already exists"): one at a time, the other then finds it made
+    with (home / ".instance.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not config.exists():
+            shutil.copyfile(INSTANCE_TEMPLATE, config)
+        os.environ["DAGSTER_HOME"] = str(home)
+        return dg.DagsterInstance.get()
 
 
 class PlannedRun(NamedTuple):
@@ -135,6 +140,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    check_writable(settings.warehouse)  # a warehouse that can never be written: exit 2 now, not in a step
     t0 = time.perf_counter()
     changes = [] if _ranged(args) else landing_state(settings)
     inst = instance(settings)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import os
 import re
-from dataclasses import dataclass
+import stat as stat_mode
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: what a landing file name may look like: no path separators, no leading dot or dash, no
@@ -38,6 +40,9 @@ class LandingFile:
     problem: str | None = None
     #: content digest: an edit that keeps size and modification time still changes it
     content_hash: str | None = None
+    #: (device, inode, size, mtime_ns, ctime_ns) when scanned: any write since then changes it
+    #: (ctime cannot be set back), so the loader can tell a file replaced while it was read
+    stamp: tuple[int, ...] | None = field(default=None, compare=False)
 
     @property
     def format(self) -> str:
@@ -64,16 +69,36 @@ def content_hash(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
+def stamp_of(st: os.stat_result) -> tuple[int, ...]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def current_stamp(path: Path) -> tuple[int, ...] | None:
+    """The file's stamp now; None when it is gone (or is no longer a readable regular file)."""
+    try:
+        return stamp_of(path.stat())
+    except (OSError, RuntimeError):
+        return None
+
+
 def _problem(entry: Path, root: Path) -> str | None:
     name = entry.name
-    if entry.is_symlink():
-        target = entry.resolve()
-        if not target.is_relative_to(root.resolve()):
-            return f"file name {name!r} is a link that points outside the landing zone ({target})"
-    if entry.is_dir():
-        return f"{name!r} is a folder; a table folder holds only .csv and .parquet files"
-    if not entry.exists():
+    try:
+        if entry.is_symlink():
+            target = entry.resolve(strict=True)
+            if not target.is_relative_to(root.resolve()):
+                return f"file name {name!r} is a link that points outside the landing zone ({target})"
+        st = entry.stat()
+    except FileNotFoundError:
         return f"file name {name!r} is a link to nothing"
+    except (OSError, RuntimeError) as exc:  # ELOOP: Python 3.12 raises RuntimeError, 3.13 OSError
+        if "loop" in str(exc).lower() or getattr(exc, "errno", None) == 40:
+            return f"file name {name!r} is a link that loops back on itself"
+        return f"file {name!r} cannot be read: {getattr(exc, 'strerror', None) or exc}"
+    if stat_mode.S_ISDIR(st.st_mode):
+        return f"{name!r} is a folder; a table folder holds only .csv and .parquet files"
+    if not stat_mode.S_ISREG(st.st_mode):
+        return f"{name!r} is not a regular file (a pipe, socket or device); a table folder holds only files"
     if not SAFE_NAME.match(name):
         if not name.lower().endswith((".csv", ".parquet")):
             return f"file {name!r} is not a .csv or .parquet file"
@@ -81,13 +106,23 @@ def _problem(entry: Path, root: Path) -> str | None:
             f"file name {name!r} is not allowed: use letters, digits, space, '.', '_', '-', '=' or '+', "
             "starting with a letter or digit"
         )
-    if entry.stat().st_size == 0:
+    if st.st_size == 0:
         return "empty file (0 bytes)"
     return None
 
 
+def has_entries(root: Path, table: str) -> bool:
+    """Whether <root>/<table>/ holds anything scan_table would report (without reading it)."""
+    folder = root / table
+    try:
+        return folder.is_dir() and any(not IN_PROGRESS.search(e.name) for e in folder.iterdir())
+    except OSError:
+        return False
+
+
 def scan_table(root: Path, table: str) -> list[LandingFile]:
-    """Files in <root>/<table>/, oldest first by (modification time, name): later rows win."""
+    """Files in <root>/<table>/, oldest first by (modification time, name): later rows win. An entry
+    that disappears while the folder is scanned is not there."""
     folder = root / table
     if not folder.is_dir():
         return []
@@ -96,16 +131,23 @@ def scan_table(root: Path, table: str) -> list[LandingFile]:
         if IN_PROGRESS.search(entry.name):
             continue
         problem = _problem(entry, root)
-        stat = entry.lstat() if problem and (entry.is_symlink() or not entry.exists()) else entry.stat()
+        try:
+            st = entry.lstat() if problem else entry.stat()
+            digest = None if problem else content_hash(entry, st.st_size)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problem, digest = f"file {entry.name!r} cannot be read: {exc.strerror}", None
         files.append(
             LandingFile(
                 table=table,
                 path=entry,
                 name=f"{table}/{entry.name}",
-                size=stat.st_size,
-                mtime=dt.datetime.fromtimestamp(stat.st_mtime_ns / 1e9, tz=dt.UTC).replace(tzinfo=None),
+                size=st.st_size,
+                mtime=dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=dt.UTC).replace(tzinfo=None),
                 problem=problem,
-                content_hash=None if problem else content_hash(entry, stat.st_size),
+                content_hash=digest,
+                stamp=None if problem else stamp_of(st),
             )
         )
     return sorted(files, key=lambda f: (f.mtime, f.name))
@@ -149,6 +191,8 @@ def scan_zone(root: Path, tables: set[str]) -> ZoneReport:
         # a file named like a table's monthly file (sales_2024-01.csv) resembles that table
         stem = re.sub(r"[_-]?\d.*$", "", entry.name.split(".")[0]) if entry.is_file() else entry.name
         close = difflib.get_close_matches(stem.lower(), list(lowered), n=1, cutoff=0.75)
+        # a renamed or copied table folder: sales_old/, sales-backup/, sales.bak/
+        prefixed = sorted((t for t in lowered if re.match(rf"{re.escape(t)}[ ._-]", stem.lower())), key=len)
         name = entry.name + ("/" if entry.is_dir() else "")
-        strays[name] = lowered[close[0]] if close else None
+        strays[name] = lowered[close[0]] if close else lowered[prefixed[-1]] if prefixed else None
     return ZoneReport(True, tuple(folders), strays)

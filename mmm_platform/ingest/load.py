@@ -13,6 +13,7 @@ A crash anywhere rolls the transaction back: no half partition.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -23,8 +24,16 @@ from pathlib import Path
 import duckdb
 
 from mmm_platform.contracts import Contract, Table
-from mmm_platform.ingest.landing import LandingFile, scan_table
-from mmm_platform.ingest.read import PATH_COLUMN, FilePlan, plan_file, reader_sql
+from mmm_platform.ingest.landing import LandingFile, current_stamp, scan_table
+from mmm_platform.ingest.read import (
+    PATH_COLUMN,
+    FilePlan,
+    UnreadableFile,
+    clamped,
+    duckdb_reason,
+    plan_file,
+    reader_sql,
+)
 from mmm_platform.ingest.validate import FileReport, check_files, typed_rows
 from mmm_platform.rules import contract_rules, flagged
 from mmm_platform.warehouse import Window, ensure_warehouse, literal, quote, raw_table, table_columns
@@ -43,6 +52,8 @@ class KnownFile:
     n_rows: int | None
     min_date: dt.date | None
     max_date: dt.date | None
+    #: a retracted file whose rows raw still holds (read_known): a run must remove them
+    pending: bool = False
 
     @property
     def signature(self) -> tuple[int, dt.datetime, str | None]:
@@ -87,6 +98,25 @@ class LoadResult:
         return sum(1 for f in self.files if not f.cached)
 
 
+#: how often a table is read again when a file changes while it is being loaded
+MAX_ATTEMPTS = 3
+
+
+class LandingChanged(RuntimeError):
+    """Files changed (or vanished) between the scan and the commit: nothing was written."""
+
+    def __init__(self, table: str, files: list[str]):
+        self.files = files
+        super().__init__(
+            f"raw/{table}: {', '.join(files)} changed while being loaded, {MAX_ATTEMPTS} times: nothing was "
+            "written (is an upload still writing it? upload under a temporary name such as x.csv.part, then rename)"
+        )
+
+
+class LoadFailed(RuntimeError):
+    """The accepted files could not be written to raw (nothing was): DuckDB's reason, and the files."""
+
+
 def ingest_table(
     con: duckdb.DuckDBPyConnection,
     contract: Contract,
@@ -99,21 +129,48 @@ def ingest_table(
     today: dt.date | None = None,
 ) -> LoadResult:
     """Check new or changed files of one table and replace `window` (None: the whole table, for
-    dimensions) in raw with the accepted rows, newest file winning per key. Idempotent."""
+    dimensions) in raw with the accepted rows, newest file winning per key. Idempotent.
+
+    The window grows to every partition a changed file's old or new version touches, so that raw
+    always holds exactly the accepted version of each file. A file that changes while it is read
+    is read again (the whole table, up to MAX_ATTEMPTS times)."""
     t0 = time.perf_counter()
     today = today or dt.date.today()
     table = contract[table_name]
+    # dates never depend on the caller's connection: a UTC-midnight timestamp is that UTC day
+    con.execute("SET TimeZone = 'UTC'")
     ensure_warehouse(con, contract)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return _ingest_once(con, table, landing_root, window, run_id, partition_start, today, t0)
+        except LandingChanged as exc:
+            if attempt == MAX_ATTEMPTS:
+                raise
+            log.warning("raw/%s: %s changed while being loaded; reading the folder again", table.name, exc.files)
+    raise AssertionError("unreachable")
+
+
+def _ingest_once(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    landing_root: Path,
+    window: Window | None,
+    run_id: str,
+    partition_start: dt.date,
+    today: dt.date,
+    t0: float,
+) -> LoadResult:
     known = known_files(con, table.name)
     scanned = scan_table(landing_root, table.name)
     present = {f.name for f in scanned}
     vanished = sorted(n for n, k in known.items() if n not in present and k.status != "retracted")
-    if not scanned and any(known[n].status in ("accepted", "missing") for n in vanished):
+    held = _rows_held(con, table, vanished)
+    if not scanned and held:
         reason = (
-            f"{landing_root / table.name}/ is missing or empty, but {len(vanished)} file(s) were loaded from it "
+            f"{landing_root / table.name}/ is missing or empty, but {len(held)} file(s) were loaded from it "
             "before: raw is left untouched (restore the folder, or retract the files with `mmm-platform retract`)"
         )
-        _mark_missing(con, table, vanished, known, run_id)
+        _mark_missing(con, table, vanished, known, held, run_id)
         log.error("raw/%s: %s", table.name, reason)
         return LoadResult(table.name, window, 0, [], time.perf_counter() - t0, vanished, skipped=reason)
 
@@ -137,13 +194,113 @@ def ingest_table(
         if known[name].status != "missing":
             log.warning("%s: %s is gone from the landing zone; its rows stay in raw", table.name, name)
 
-    written = _replace(con, table, window, reports, plans, vanished, run_id, known, today)
+    window = _covering(con, table, window, reports, known)
+    written = _load(con, table, window, reports, plans, vanished, run_id, known, today, scanned)
     result = LoadResult(table.name, window, written, reports, time.perf_counter() - t0, vanished)
     log.info(
         "raw/%s: %s rows from %d file(s), %d refused, %.2fs",
         table.name, f"{result.rows_written:,}", len(result.loaded_from), len(result.refused), result.seconds,
     )  # fmt: skip
     return result
+
+
+def _rows_held(con: duckdb.DuckDBPyConnection, table: Table, files: list[str]) -> dict[str, int]:
+    """How many rows raw holds from each of `files` (only those with rows)."""
+    if not files:
+        return {}
+    names = ", ".join(literal(n) for n in files)
+    rows = con.execute(
+        f"SELECT _source_file, count(*) FROM {raw_table(table)} WHERE _source_file IN ({names}) GROUP BY 1"
+    ).fetchall()
+    return {f: int(n) for f, n in rows}
+
+
+def _raw_span(con: duckdb.DuckDBPyConnection, table: Table, files: list[str]) -> tuple | None:
+    """First and last partition date of the rows raw holds from `files`, or None."""
+    if not files or not table.partition_column:
+        return None
+    part = quote(table.partition_column)
+    names = ", ".join(literal(n) for n in files)
+    lo, hi = con.execute(
+        f"SELECT {clamped(f'min({part})')}, {clamped(f'max({part})')} FROM {raw_table(table)} "
+        f"WHERE _source_file IN ({names})"
+    ).fetchone()
+    return (lo, hi) if lo is not None else None
+
+
+def _covering(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    window: Window | None,
+    reports: list[FileReport],
+    known: dict[str, KnownFile],
+) -> Window | None:
+    """`window`, grown to every partition that an accepted new version of a file, its previous
+    version (whose rows it replaces), or a retracted file still in raw touches. A run over fewer
+    partitions (a schedule run over this month meeting a file that spans two) would otherwise
+    load part of a file, or leave rows of a replaced or retracted version behind."""
+    if window is None or not table.partition_column:
+        return window
+    if table.partition_column not in table.key:
+        # a key without the partition column can move between partitions (an event re-dated by a
+        # correction): a newer row supersedes it wherever it is, and a retraction brings it back
+        # wherever it was, only when the whole table is rewritten (such tables are small: events)
+        return Window(dt.date(1, 1, 1), window.end, open_end=True)
+    spans = []
+    for r in reports:
+        if r.cached or not r.accepted:
+            continue
+        spans.append((r.min_date, r.max_date))
+        before = known.get(r.file.name)
+        if before is not None:
+            spans.append((before.min_date, before.max_date))
+    spans.append(_raw_span(con, table, [n for n, k in known.items() if k.status == "retracted"]) or (None, None))
+    spans = [(lo, hi) for lo, hi in spans if lo is not None and hi is not None]
+    if not spans:
+        return window
+    lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
+    grown = Window(min(window.start, lo), window.end if window.open_end else max(window.end, hi), window.open_end)
+    if grown != window:
+        log.info("raw/%s: the run covers %s..%s; writing %s..%s, where changed files have rows",
+                 table.name, window.start, window.end, grown.start, grown.end)  # fmt: skip
+    return grown
+
+
+def _changed(files: list[LandingFile]) -> list[str]:
+    """Files whose stamp differs from the scan's: written, replaced or deleted since."""
+    return [f.name for f in files if f.stamp is not None and current_stamp(f.path) != f.stamp]
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    window: Window | None,
+    reports: list[FileReport],
+    plans: dict[str, FilePlan | None],
+    vanished: list[str],
+    run_id: str,
+    known: dict[str, KnownFile],
+    today: dt.date,
+    scanned: list[LandingFile],
+) -> int:
+    """_replace with files of one physical schema read together; if DuckDB cannot read them
+    together (a dialect detail the schema does not show), with each file read alone."""
+    for grouped in (True, False):
+        try:
+            return _replace(con, table, window, reports, plans, vanished, run_id, known, today, scanned, grouped)
+        except duckdb.Error as exc:
+            changed = _changed(scanned)
+            if changed:
+                raise LandingChanged(table.name, changed) from exc
+            files = ", ".join(r.file.name for r in reports if r.accepted) or "none"
+            if not grouped:
+                raise LoadFailed(
+                    f"raw/{table.name}: the accepted files could not be written, nothing was: {duckdb_reason(exc)} "
+                    f"(files: {files})"
+                ) from exc
+            log.warning("raw/%s: reading files together failed (%s); reading them one by one",
+                        table.name, duckdb_reason(exc))  # fmt: skip
+    raise AssertionError("unreachable")
 
 
 def _replace(
@@ -156,19 +313,31 @@ def _replace(
     run_id: str,
     known: dict[str, KnownFile],
     today: dt.date,
+    scanned: list[LandingFile],
+    grouped: bool = True,
 ) -> int:
-    """Replace the window's rows in one transaction and record every verdict; the row count written."""
+    """Replace the window's rows in one transaction and record every verdict; the row count written.
+    Before the commit, every file read is checked to be the one scanned (else LandingChanged)."""
     accepted = [r for r in reports if r.accepted and (window is None or window.overlaps(r.min_date, r.max_date))]
     # rows from files whose current version contributes nothing, but whose earlier rows stand
     carried = [r.file.name for r in reports if not r.accepted] + vanished
     part = table.partition_column
     where = window.predicate(quote(part)) if window is not None and part else "TRUE"
 
-    groups: dict[tuple, tuple[FilePlan, list[LandingFile]]] = {}
+    groups: dict[object, tuple[FilePlan, list[LandingFile]]] = {}
     for r in accepted:
         # a cached verdict has no plan yet: resolve the file's columns (its footer or header only)
-        plan = plans.get(r.file.name) or plan_file(con, r.file, table, [], table_columns(con, "raw", table.name))
-        groups.setdefault(plan.schema, (plan, []))[1].append(r.file)
+        plan = plans.get(r.file.name)
+        if plan is None:
+            try:
+                plan = plan_file(con, r.file, table, [], table_columns(con, "raw", table.name))
+            except UnreadableFile as exc:
+                if _changed([r.file]):
+                    raise LandingChanged(table.name, [r.file.name]) from exc
+                raise LoadFailed(
+                    f"raw/{table.name}: {r.file.name}, accepted before, cannot be read now: {exc}"
+                ) from exc
+        groups.setdefault(plan.schema if grouped else r.file.name, (plan, []))[1].append(r.file)
     selects = [_select(table, plan, files, where, run_id) for plan, files in groups.values()]
     extras = list(dict.fromkeys(x for plan, _ in groups.values() for x in plan.extras))
     if carried:
@@ -181,35 +350,41 @@ def _replace(
             f"SELECT * EXCLUDE (_rn) FROM (SELECT *, row_number() OVER (PARTITION BY {key} "
             f"ORDER BY _source_mtime DESC, _source_file DESC) AS _rn FROM ({body})) WHERE _rn = 1"
         )
-    con.execute("BEGIN TRANSACTION")
+    # raw rows have no order; not keeping the files' order lets DuckDB load in parallel (set outside
+    # the transaction: a statement after a failed one would only say "transaction is aborted")
+    con.execute("SET preserve_insertion_order = false")
     try:
-        existing = set(table_columns(con, "raw", table.name))
-        for x in extras:
-            if x not in existing:
-                con.execute(f"ALTER TABLE {raw_table(table)} ADD COLUMN {quote(x)} VARCHAR")
-        written = 0
-        if carried and selects:  # the carried rows are read from raw, so read them before the delete
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS {body}")
-            body = "SELECT * FROM _incoming"
-        con.execute(f"DELETE FROM {raw_table(table)} WHERE {where}")
-        if selects:
-            # raw rows have no order; not keeping the files' order lets DuckDB load in parallel
-            con.execute("SET preserve_insertion_order = false")
-            try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            existing = set(table_columns(con, "raw", table.name))
+            for x in extras:
+                if x not in existing:
+                    con.execute(f"ALTER TABLE {raw_table(table)} ADD COLUMN {quote(x)} VARCHAR")
+            written = 0
+            if carried and selects:  # the carried rows are read from raw, so read them before the delete
+                con.execute(f"CREATE OR REPLACE TEMP TABLE _incoming AS {body}")
+                body = "SELECT * FROM _incoming"
+            con.execute(f"DELETE FROM {raw_table(table)} WHERE {where}")
+            if selects:
                 written = con.execute(f"INSERT INTO {raw_table(table)} BY NAME {body}").fetchone()[0]
-            finally:
-                con.execute("RESET preserve_insertion_order")
-        con.execute("DROP TABLE IF EXISTS _incoming")
-        for r in reports:
-            if not r.cached:
-                _record(con, r, table, run_id)
-                if not r.accepted:
-                    _quarantine(con, r, table, plans.get(r.file.name), run_id, today)
-        _mark_missing(con, table, vanished, known, run_id)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            con.execute("DROP TABLE IF EXISTS _incoming")
+            for r in reports:
+                if not r.cached:
+                    _record(con, r, table, run_id)
+                    if not r.accepted:
+                        _quarantine(con, r, table, plans.get(r.file.name), run_id, today)
+            _mark_missing(con, table, vanished, known, _rows_held(con, table, vanished), run_id)
+            changed = _changed(scanned)
+            if changed:
+                raise LandingChanged(table.name, changed)
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("RESET preserve_insertion_order")
     return int(written)
 
 
@@ -220,13 +395,14 @@ def _select(table: Table, plan: FilePlan, files: list[LandingFile], where: str, 
         lineage = f"{literal(f.name)} AS _source_file, TIMESTAMP {literal(f.mtime.isoformat())} AS _source_mtime"
         source = reader_sql(files)
     else:
+        # aliases in the reserved namespace: a landing column may be called `_path` or `s`
         rows = ", ".join(
             f"({literal(str(f.path))}, {literal(f.name)}, TIMESTAMP {literal(f.mtime.isoformat())})" for f in files
         )
-        lineage = "_f._source_file, _f._source_mtime"
+        lineage = "__lineage._source_file, __lineage._source_mtime"
         source = (
-            f"{reader_sql(files)} AS s JOIN (VALUES {rows}) AS _f(_path, _source_file, _source_mtime) "
-            f"ON s.{PATH_COLUMN} = _f._path"
+            f"{reader_sql(files)} AS __s JOIN (VALUES {rows}) AS __lineage(__path, _source_file, _source_mtime) "
+            f"ON __s.{PATH_COLUMN} = __lineage.__path"
         )
     return (
         f"SELECT * FROM (SELECT {plan.select_list(table)}, {lineage}, now()::TIMESTAMP AS _loaded_at, "
@@ -246,7 +422,14 @@ def _may_overlap(table: Table, accepted: list[FileReport], carried: bool) -> boo
 
 
 def _record(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, run_id: str) -> None:
+    """Record a verdict. A refused file's span also covers the rows of its earlier version that raw
+    keeps (carried): the runs planned from ingest.landing_files must reach them when it is fixed."""
     f = report.file
+    lo, hi = report.min_date, report.max_date
+    if not report.accepted:
+        kept = _raw_span(con, table, [f.name])
+        if kept is not None:
+            lo, hi = min(d for d in (lo, kept[0]) if d is not None), max(d for d in (hi, kept[1]) if d is not None)
     con.execute(
         "INSERT OR REPLACE INTO ingest.landing_files (table_name, file, size, mtime, status, n_rows, min_date, "
         "max_date, reason, violations, checked_at, run_id, content_hash) "
@@ -258,8 +441,8 @@ def _record(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, ru
             f.mtime,
             report.status,
             report.n_rows,
-            report.min_date,
-            report.max_date,
+            lo,
+            hi,
             report.reason,
             json.dumps([v.__dict__ | {"sample_rows": list(v.sample_rows)} for v in report.violations]),
             run_id,
@@ -269,15 +452,21 @@ def _record(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, ru
 
 
 def _mark_missing(
-    con: duckdb.DuckDBPyConnection, table: Table, vanished: list[str], known: dict[str, KnownFile], run_id: str
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    vanished: list[str],
+    known: dict[str, KnownFile],
+    held: dict[str, int],
+    run_id: str,
 ) -> None:
     for name in vanished:
         if known[name].status == "missing":
             continue
+        kept = f"its {held[name]} row(s) in raw are kept" if name in held else "none of its rows are in raw"
         con.execute(
             "UPDATE ingest.landing_files SET status = 'missing', reason = ?, checked_at = now(), run_id = ? "
             "WHERE table_name = ? AND file = ?",
-            [f"gone from the landing zone (was {known[name].status}); its rows are kept", run_id, table.name, name],
+            [f"gone from the landing zone (was {known[name].status}); {kept}", run_id, table.name, name],
         )
 
 

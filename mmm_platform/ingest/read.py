@@ -16,6 +16,7 @@ import codecs
 import csv
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
@@ -23,16 +24,35 @@ import pyarrow.parquet as pq
 from mmm_platform.contracts import Column, Table
 from mmm_platform.ingest.landing import LandingFile
 from mmm_platform.rules import Rule, type_flag
-from mmm_platform.warehouse import LINEAGE_COLUMNS, literal, quote
+from mmm_platform.warehouse import LINEAGE_COLUMNS, RESERVED_PREFIX, literal, quote
 
 #: the column a multi-file read names each row's file in, and the one a single-file read numbers
-#: its data rows in; no landing column may use these or any lineage name
+#: its data rows in; no landing column may use these, any lineage name, or a name starting with
+#: RESERVED_PREFIX (the loader's own aliases and flags use that prefix: __src, __bad_<col>, __r<i>)
 PATH_COLUMN = "_landing_path"
 ROW_COLUMN = "_row"
 RESERVED = frozenset({PATH_COLUMN, ROW_COLUMN, "_record", "_rn", "file_row_number", *LINEAGE_COLUMNS})
 #: delimiters a CSV "with one column" most likely used instead of the comma
 OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 NESTED_TYPES = ("STRUCT", "MAP", "UNION")
+#: how a file that is not CSV text begins, and what it then is
+MAGIC = {
+    b"\x1f\x8b": "a gzip-compressed file",
+    b"BZh": "a bzip2-compressed file",
+    b"\xfd7zXZ\x00": "an xz-compressed file",
+    b"\x28\xb5\x2f\xfd": "a zstd-compressed file",
+    b"PK\x03\x04": "a zip archive (or an Excel workbook)",
+    b"PAR1": "a Parquet file",
+}
+#: dates Python can hold: spans (for planning runs) are clamped to them; rows outside are refused
+#: anyway (before the first partition, or after today)
+DATE_FLOOR, DATE_CEILING = "DATE '0001-01-01'", "DATE '9999-12-31'"
+
+
+def clamped(expr: str) -> str:
+    """A DATE expression clamped to the dates Python can represent (NULL stays NULL: greatest and
+    least skip NULLs)."""
+    return f"(CASE WHEN ({expr}) IS NOT NULL THEN least(greatest({expr}, {DATE_FLOOR}), {DATE_CEILING}) END)"
 
 
 class UnreadableFile(Exception):
@@ -57,27 +77,82 @@ def reader_sql(files: list[LandingFile], with_row: bool = False) -> str:
     )
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
+def duckdb_reason(exc: Exception) -> str:
+    """DuckDB's error in one line: its first line, and for a CSV error the line saying what is
+    wrong (DuckDB puts it after the offending line, e.g. "Invalid unicode ... not utf-8 encoded")."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines()]
+    first = lines[0] if lines else type(exc).__name__
+    if "CSV Error on Line" in first:
+        for ln in lines[1:]:
+            if ln and not ln.startswith(("Original Line", "Possible Solution", "file =", "LINE ")):
+                return f"{first}: {ln}"
+    return first
 
 
-def _header(file: LandingFile) -> list[str]:
-    """Column names as the file spells them (a multi-file reader renames duplicates: a_1, A_2)."""
+def _newline(line: bytes) -> str:
+    return "crlf" if line.endswith(b"\r\n") else "cr" if line.endswith(b"\r") else "lf"
+
+
+def _csv_head(file: LandingFile) -> tuple[list[str], str]:
+    """The header's column names as the file spells them (a multi-file reader renames duplicates:
+    a_1, A_2), and its line ending (files read together must share it)."""
+    with file.path.open("rb") as f:
+        head = f.read(1 << 20)
+    for magic, what in MAGIC.items():
+        if head.startswith(magic):
+            raise UnreadableFile(f"unreadable csv file: it is {what}, not CSV text")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UnreadableFile("unreadable csv file: encoded as UTF-16; landing CSV files must be UTF-8")
+    ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+    end = min(ends) if ends else len(head)
+    line = head[: end + (2 if head[end : end + 2] == b"\r\n" else 1)]
+    if b"\x00" in line:
+        raise UnreadableFile(
+            "unreadable csv file: NUL bytes in the header (UTF-16 without a BOM?); CSV files must be UTF-8"
+        )
     try:
-        if file.format == "parquet":
-            return list(pq.read_schema(file.path).names)
-        with file.path.open("rb") as f:
-            head = f.readline(1 << 20)
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise UnreadableFile("unreadable csv file: encoded as UTF-16; landing CSV files must be UTF-8")
-        text = head.decode("utf-8-sig")
+        text = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFile(
             f"unreadable csv file: the header is not UTF-8 ({exc.reason} at byte {exc.start})"
         ) from exc
+    try:
+        names = next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as exc:
+        raise UnreadableFile(f"unreadable csv file: the header cannot be parsed ({exc})") from exc
+    return names, _newline(line)
+
+
+def _header(file: LandingFile) -> tuple[list[str], str]:
+    """Column names as the file spells them, and the CSV line ending ('' for Parquet)."""
+    try:
+        if file.format == "parquet":
+            return list(pq.read_schema(file.path).names), ""
+        return _csv_head(file)
     except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid is a ValueError
-        raise UnreadableFile(f"unreadable {file.format} file: {_first_line(exc)}") from exc
-    return next(csv.reader(io.StringIO(text)), [])
+        raise UnreadableFile(f"unreadable {file.format} file: {duckdb_reason(exc)}") from exc
+
+
+def csv_problem(path: Path, limit: int = 1_000_000) -> str | None:
+    """Where a CSV file DuckDB cannot read breaks the format, found by Python's strict reader (only
+    on that failure path: DuckDB's sniffer names no line): a row with another number of fields than
+    the header, a stray quote, a byte that is not UTF-8. None when it finds nothing."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, strict=True)
+            header = next(reader, [])
+            for i, row in enumerate(reader):
+                if row and len(row) != len(header):
+                    return f"line {reader.line_num} has {len(row)} field(s), the header {len(header)}"
+                if i > limit:
+                    break
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    except OSError:
+        return None
+    return None
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, file: LandingFile) -> dict[str, str]:
@@ -85,7 +160,9 @@ def source_columns(con: duckdb.DuckDBPyConnection, file: LandingFile) -> dict[st
     try:
         rows = con.execute(f"DESCRIBE SELECT * FROM {reader_sql([file])}").fetchall()
     except duckdb.Error as exc:
-        raise UnreadableFile(f"unreadable {file.format} file: {_first_line(exc)}") from exc
+        where = csv_problem(file.path) if file.format == "csv" else None
+        found = f"{where} ({duckdb_reason(exc)})" if where else duckdb_reason(exc)
+        raise UnreadableFile(f"unreadable {file.format} file: {found}") from exc
     return {r[0]: r[1] for r in rows}
 
 
@@ -110,7 +187,7 @@ def _collisions(names: list[str], table: Table, raw_columns: list[str]) -> list[
         seen[norm] = name
         if norm in contract and contract[norm] != name:
             problems.append(f"column {name!r} must be named {contract[norm]!r} (column names are case-sensitive)")
-        elif norm in {r.lower() for r in RESERVED} or name.startswith("__"):
+        elif norm in {r.lower() for r in RESERVED} or name.startswith(RESERVED_PREFIX):
             problems.append(f"column {name!r} is a name the platform reserves for lineage")
         elif norm not in contract and norm in existing and existing[norm] != name:
             problems.append(f"extra column {name!r} clashes with raw.{table.name}.{existing[norm]!r}")
@@ -202,7 +279,7 @@ def plan_file(
     con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table, rules: list[Rule], raw_columns: list[str]
 ) -> FilePlan:
     """Resolve a file's columns against the contract; UnreadableFile when they cannot be loaded."""
-    names = _header(file)
+    names, newline = _header(file)
     problems = _collisions(names, table, raw_columns)
     if problems:
         raise UnreadableFile("column names cannot be loaded: " + "; ".join(problems))
@@ -217,7 +294,9 @@ def plan_file(
     contract_cols = {c.name: c for c in table.columns}
     typed = {name: typed_expr(col, source[name]) for name, col in contract_cols.items() if name in source}
     return FilePlan(
-        schema=(file.format, tuple(source.items())),
+        # DuckDB reads several CSV files with the first one's dialect: only files with the same
+        # line ending can be read together
+        schema=(file.format + (f"/{newline}" if newline else ""), tuple(source.items())),
         typed=typed,
         extras=[name for name in source if name not in contract_cols],
         missing_required=[

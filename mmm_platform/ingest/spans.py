@@ -9,6 +9,7 @@ version loaded before); only a new CSV file is read, and only its date column.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import pyarrow.parquet as pq
 from mmm_platform.contracts import Contract, Table
 from mmm_platform.ingest.landing import LandingFile, scan_table
 from mmm_platform.ingest.load import KnownFile
-from mmm_platform.ingest.read import PATH_COLUMN, UnreadableFile, plan_file, reader_sql, typed_expr
-from mmm_platform.warehouse import literal
+from mmm_platform.ingest.read import PATH_COLUMN, UnreadableFile, clamped, plan_file, reader_sql, typed_expr
+from mmm_platform.warehouse import literal, quote
 
 Span = tuple[dt.date, dt.date]
 
@@ -31,7 +32,8 @@ class Change:
     table: str
     file: str
     #: new | changed | vanished | refused (a refused file fails every run until it is fixed, removed
-    #: or retracted, so its check keeps naming it)
+    #: or retracted, so its check keeps naming it) | returned (a file marked missing is back) |
+    #: retracted (raw still holds its rows)
     kind: str
     #: partition dates the change touches; None: unknown (unreadable file) or an undated table
     span: Span | None
@@ -52,6 +54,14 @@ def _as_date(value: object) -> dt.date | None:
     return None
 
 
+def _stat(statistics, which: str) -> object:
+    """A row group's min or max; dates Python cannot hold (year 0 or 10000) clamp to the ends of its range."""
+    try:
+        return getattr(statistics, which)
+    except (OverflowError, ValueError):
+        return dt.date.min if which == "min" else dt.date.max
+
+
 def _parquet_span(file: LandingFile, column: str) -> Span | None:
     """min/max of `column` from the footer's row-group statistics; None when any group lacks them."""
     meta = pq.read_metadata(file.path)
@@ -64,7 +74,7 @@ def _parquet_span(file: LandingFile, column: str) -> Span | None:
         stats = meta.row_group(g).column(i).statistics
         if stats is None or not stats.has_min_max:
             return None
-        lo, hi = _as_date(stats.min), _as_date(stats.max)
+        lo, hi = _as_date(_stat(stats, "min")), _as_date(_stat(stats, "max"))
         if lo is None or hi is None:
             return None
         lows.append(lo)
@@ -82,7 +92,9 @@ def _read_span(con: duckdb.DuckDBPyConnection, file: LandingFile, table: Table) 
     expr = plan.typed.get(table.partition_column)
     if expr is None:
         return None
-    lo, hi = con.execute(f"SELECT min({expr}), max({expr}) FROM {reader_sql([file])}").fetchone()
+    lo, hi = con.execute(
+        f"SELECT {clamped(f'min({expr})')}, {clamped(f'max({expr})')} FROM {reader_sql([file])}"
+    ).fetchone()
     return (lo, hi) if lo is not None else None
 
 
@@ -129,7 +141,8 @@ def _csv_spans(con: duckdb.DuckDBPyConnection, files: list[LandingFile], table: 
     expr = typed_expr(col, "VARCHAR")
     try:
         rows = con.execute(
-            f"SELECT {PATH_COLUMN}, min({expr}), max({expr}) FROM read_csv({paths}, all_varchar = true, header = true, "
+            f"SELECT {PATH_COLUMN}, {clamped(f'min({expr})')}, {clamped(f'max({expr})')} FROM read_csv({paths}, "
+            "all_varchar = true, header = true, "
             f"delim = ',', quote = '\"', escape = '\"', strict_mode = true, hive_partitioning = false, "
             f"union_by_name = true, filename = {literal(PATH_COLUMN)}) GROUP BY 1"
         ).fetchall()
@@ -170,8 +183,11 @@ def landing_changes(
                 before = seen.get(f.name)
                 if before is None or before.signature != f.signature:
                     fresh.append(f)
-                elif before.status == "refused":
-                    changes.append(Change(name, f.name, "refused", _known_span(before), f.signature))
+                elif before.status in ("refused", "missing"):
+                    kind = "refused" if before.status == "refused" else "returned"
+                    changes.append(Change(name, f.name, kind, _known_span(before), f.signature))
+                elif before.status == "retracted" and before.pending:
+                    changes.append(Change(name, f.name, "retracted", _known_span(before), f.signature))
             spans = file_spans(con, fresh, table)
             for f in fresh:
                 before = seen.get(f.name)
@@ -179,6 +195,9 @@ def landing_changes(
                 changes.append(Change(name, f.name, "changed" if before else "new", span, f.signature))
             for file, before in seen.items():
                 if file not in present and before.status not in ("missing", "retracted"):
+                    changes.append(Change(name, file, "vanished", _known_span(before)))
+                elif file not in present and before.status == "retracted" and before.pending:
+                    # gone, and retracted: its rows must leave raw (a "vanished" change has no signature)
                     changes.append(Change(name, file, "vanished", _known_span(before)))
     return changes
 
@@ -208,7 +227,23 @@ def read_known(con: duckdb.DuckDBPyConnection | None) -> dict[str, dict[str, Kno
     out: dict[str, dict[str, KnownFile]] = {}
     for t, f, *rest in rows:
         out.setdefault(t, {})[f] = KnownFile(*rest)
+    for t, files in out.items():
+        retracted = [f for f, k in files.items() if k.status == "retracted"]
+        for f in _still_in_raw(con, t, retracted):
+            files[f] = dataclasses.replace(files[f], pending=True)
     return out
+
+
+def _still_in_raw(con: duckdb.DuckDBPyConnection, table: str, files: list[str]) -> set[str]:
+    """Which of `files` raw.<table> still holds rows of."""
+    if not files:
+        return set()
+    names = ", ".join(literal(f) for f in files)
+    try:
+        rows = con.execute(f"SELECT DISTINCT _source_file FROM raw.{quote(table)} WHERE _source_file IN ({names})")
+    except duckdb.CatalogException:
+        return set()
+    return {r[0] for r in rows.fetchall()}
 
 
 def month_start(day: dt.date) -> dt.date:

@@ -15,7 +15,16 @@ import duckdb
 
 from mmm_platform.contracts import Table
 from mmm_platform.ingest.landing import LandingFile
-from mmm_platform.ingest.read import PATH_COLUMN, ROW_COLUMN, FilePlan, UnreadableFile, plan_file, reader_sql
+from mmm_platform.ingest.read import (
+    PATH_COLUMN,
+    ROW_COLUMN,
+    FilePlan,
+    UnreadableFile,
+    clamped,
+    duckdb_reason,
+    plan_file,
+    reader_sql,
+)
 from mmm_platform.rules import Rule, evaluate
 from mmm_platform.warehouse import quote
 
@@ -60,13 +69,16 @@ def _refused(file: LandingFile, reason: str) -> FileReport:
 def typed_rows(file: LandingFile, plan: FilePlan, record: bool = False) -> str:
     """One file's rows typed to the contract, each with its data row number, the type flags and
     (`record`) the row as it was in the file, as JSON."""
-    rec = ", to_json(src) AS _record" if record else ""
-    return f"(SELECT {ROW_COLUMN}{rec}{plan.typed_columns()} FROM {reader_sql([file], with_row=True)} AS src)"
+    # the alias is a reserved name: a landing column may be called `src`, never `__src`
+    rec = ", to_json(__src) AS _record" if record else ""
+    return f"(SELECT {ROW_COLUMN}{rec}{plan.typed_columns()} FROM {reader_sql([file], with_row=True)} AS __src)"
 
 
 def _span(table: Table, plan: FilePlan) -> tuple[str, ...]:
     part = table.partition_column
-    return (f"min({quote(part)})", f"max({quote(part)})") if part in plan.typed else ("NULL", "NULL")
+    if part not in plan.typed:
+        return ("NULL", "NULL")
+    return clamped(f"min({quote(part)})"), clamped(f"max({quote(part)})")
 
 
 def check_file(
@@ -76,7 +88,7 @@ def check_file(
     try:
         result = evaluate(con, typed_rows(file, plan), plan.rules, today, ROW_COLUMN, _span(table, plan), SAMPLE_ROWS)
     except duckdb.Error as exc:
-        return _refused(file, f"unreadable {file.format} file: {str(exc).strip().splitlines()[0]}")
+        return _refused(file, f"unreadable {file.format} file: {duckdb_reason(exc)}")
     lo, hi = result.aggregates
     violations = [Violation(rule.name, rule.description, n, samples) for rule, n, samples in result.broken]
     if plan.missing_required:
@@ -98,9 +110,9 @@ def _clean_in_group(
     flags = "".join(f", ({r.sql_per_file(today, PATH_COLUMN)}) AS __r{i}" for i, r in enumerate(plan.rules))
     counts = "".join(f", count(*) FILTER (WHERE __r{i})" for i in range(len(plan.rules)))
     sql = (
-        f"WITH src AS {reader_sql(files)}, typed AS (SELECT {PATH_COLUMN}{plan.typed_columns()} FROM src), "
-        f"flagged AS (SELECT *{flags} FROM typed) "
-        f"SELECT {PATH_COLUMN}, count(*), {', '.join(_span(table, plan))}{counts} FROM flagged GROUP BY {PATH_COLUMN}"
+        f"WITH __src AS {reader_sql(files)}, __typed AS (SELECT {PATH_COLUMN}{plan.typed_columns()} FROM __src), "
+        f"__flagged AS (SELECT *{flags} FROM __typed) "
+        f"SELECT {PATH_COLUMN}, count(*), {', '.join(_span(table, plan))}{counts} FROM __flagged GROUP BY {PATH_COLUMN}"
     )
     try:
         rows = con.execute(sql).fetchall()
@@ -144,4 +156,29 @@ def check_files(
             out.append((FileReport(f, "accepted", *clean[f.name]), plans[f.name]))
         else:
             out.append((check_file(con, f, table, plans[f.name], today), plans[f.name]))
+    return _extra_spellings(out, table, raw_columns)
+
+
+def _extra_spellings(
+    verdicts: list[tuple[FileReport, FilePlan | None]], table: Table, raw_columns: list[str]
+) -> list[tuple[FileReport, FilePlan | None]]:
+    """Refuse an accepted file whose extra column another accepted file of this run spells
+    differently (`Note` and `note`: one raw column), the later file of the two. Raw's own
+    spellings were checked per file (plan_file)."""
+    spelled = {c.lower(): (c, f"raw.{table.name}") for c in raw_columns}
+    out = []
+    for report, plan in verdicts:
+        clash = None
+        if report.accepted and plan is not None:
+            for x in plan.extras:
+                first = spelled.get(x.lower())
+                if first is not None and first[0] != x:
+                    clash = f"extra column {x!r} clashes with {first[0]!r} of {first[1]} (one raw column)"
+                    break
+            if clash is None:
+                for x in plan.extras:
+                    spelled.setdefault(x.lower(), (x, report.file.name))
+        if clash:
+            report, plan = _refused(report.file, f"column names cannot be loaded: {clash}"), None
+        out.append((report, plan))
     return out

@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from mmm_platform.contracts import Table
+from mmm_platform.ingest.landing import has_entries
 from mmm_platform.quality.gx_suite import run_suite, suite_columns
 from mmm_platform.quality.suites import Severity, load_suite
 from mmm_platform.rules import contract_rules, evaluate, raw_relation
@@ -67,12 +68,14 @@ def _files(ctx: CheckContext, status: str) -> list[tuple]:
 
 
 def vanished_folder(ctx: CheckContext) -> str | None:
-    """Why the table's input is gone although rows were loaded from it, or None."""
+    """Why the table's input is gone although raw holds rows loaded from it, or None. A folder
+    holding only uploads in progress is empty; rows of retracted files do not count."""
     folder = ctx.landing_root / ctx.table.name
-    if folder.is_dir() and any(folder.iterdir()):
+    if has_entries(ctx.landing_root, ctx.table.name):
         return None
     loaded = ctx.con.execute(
-        "SELECT count(*) FROM ingest.landing_files WHERE table_name = ? AND status IN ('accepted', 'missing')",
+        f"SELECT count(DISTINCT _source_file) FROM {raw_table(ctx.table)} WHERE _source_file IN "
+        "(SELECT file FROM ingest.landing_files WHERE table_name = ? AND status <> 'retracted')",
         [ctx.table.name],
     ).fetchone()[0]
     if not loaded:
