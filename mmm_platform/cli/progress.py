@@ -94,8 +94,6 @@ class Progress:
         if line is not None:
             line.checks += 1
         name = f"{'/'.join(evaluation.asset_key.path)}:{evaluation.check_name}"
-        if not evaluation.passed and evaluation.description:
-            name += f": {evaluation.description}"
         if evaluation.passed:
             self.checks.passed += 1
         elif evaluation.severity == dg.AssetCheckSeverity.ERROR:
@@ -136,8 +134,6 @@ def summary(progress: Progress, seconds: float, where: dict[str, str]) -> list[s
         f"  {'checks warned':<22}{len(t.warned):>6}    {'checks failed':<16}{len(t.failed):>6}",
         f"  {'wall time':<22}{seconds:>5.1f}s    {'failed steps':<16}{len(progress.failures):>6}",
     ]
-    lines += [f"  failed   {name}" for name in t.failed]
-    lines += [f"  warning  {name}" for name in t.warned]
     lines += [f"  failed step  {f}" for f in progress.failures]
     lines += [f"  {label:<10} {value}" for label, value in where.items()]
     return lines

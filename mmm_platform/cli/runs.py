@@ -263,21 +263,31 @@ def _quiet(log_file: Path, quiet: bool) -> Iterator[None]:
             root.handlers = saved
 
 
+#: detail lines printed per warning (all of them for a failed blocking check; the rest are in the UI)
+WARNING_LINES = 5
+
+
 def _print_problems(inst: Any, run_ids: list[str], out: TextIO) -> None:
-    """Every failed blocking check of these runs with its problems (table, file, rule, rows); the
-    warnings are one line each in the summary, their details on the check in the UI."""
+    """Every failed check of these runs with its problems (table, file, rule, rows): all of them
+    for a blocking check, the first few for a warning (the check's page in the UI has the rest)."""
     import dagster as dg
 
     for run_id in run_ids:
         records = inst.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
         for record in records:
             ev = record.event_log_entry.dagster_event.event_specific_data
-            if ev.passed or ev.severity != dg.AssetCheckSeverity.ERROR:
+            if ev.passed:
                 continue
+            blocking = ev.severity == dg.AssetCheckSeverity.ERROR
             problems = ev.metadata.get("problems")
-            _say(out, f"FAILED check {'/'.join(ev.asset_key.path)}:{ev.check_name}: {ev.description}")
-            if problems is not None and problems.value != "none":
-                _say(out, problems.value)
+            lines = problems.value.splitlines() if problems is not None and problems.value != "none" else []
+            label = "FAILED check" if blocking else "warning"
+            _say(out, f"{label} {'/'.join(ev.asset_key.path)}:{ev.check_name}: {ev.description}")
+            shown = lines if blocking else lines[:WARNING_LINES]
+            for line in shown:
+                _say(out, line)
+            if len(lines) > len(shown):
+                _say(out, f"  ... {len(lines) - len(shown)} more on the check's page in the UI")
 
 
 def _raw_blocking_checks() -> list:

@@ -368,11 +368,11 @@ def _replace(
             if selects:
                 written = con.execute(f"INSERT INTO {raw_table(table)} BY NAME {body}").fetchone()[0]
             con.execute("DROP TABLE IF EXISTS _incoming")
-            for r in reports:
-                if not r.cached:
-                    _record(con, r, table, run_id)
-                    if not r.accepted:
-                        _quarantine(con, r, table, plans.get(r.file.name), run_id, today)
+            fresh = [r for r in reports if not r.cached]
+            _record(con, fresh, table, run_id)
+            for r in fresh:
+                if not r.accepted:
+                    _quarantine(con, r, table, plans.get(r.file.name), run_id, today)
             _mark_missing(con, table, vanished, known, _rows_held(con, table, vanished), run_id)
             changed = _changed(scanned)
             if changed:
@@ -421,33 +421,29 @@ def _may_overlap(table: Table, accepted: list[FileReport], carried: bool) -> boo
     return any(spans[i + 1][0] <= spans[i][1] for i in range(len(spans) - 1))
 
 
-def _record(con: duckdb.DuckDBPyConnection, report: FileReport, table: Table, run_id: str) -> None:
-    """Record a verdict. A refused file's span also covers the rows of its earlier version that raw
-    keeps (carried): the runs planned from ingest.landing_files must reach them when it is fixed."""
-    f = report.file
-    lo, hi = report.min_date, report.max_date
-    if not report.accepted:
-        kept = _raw_span(con, table, [f.name])
-        if kept is not None:
-            lo, hi = min(d for d in (lo, kept[0]) if d is not None), max(d for d in (hi, kept[1]) if d is not None)
+def _record(con: duckdb.DuckDBPyConnection, reports: list[FileReport], table: Table, run_id: str) -> None:
+    """Record the verdicts, in one statement (one per file cost 15-25 ms each: seconds per run). A
+    refused file's span also covers the rows of its earlier version that raw keeps (carried): the
+    runs planned from ingest.landing_files must reach them when it is fixed."""
+    if not reports:
+        return
+    rows = []
+    for report in reports:
+        f = report.file
+        lo, hi = report.min_date, report.max_date
+        if not report.accepted:
+            kept = _raw_span(con, table, [f.name])
+            if kept is not None:
+                lo = min(d for d in (lo, kept[0]) if d is not None)
+                hi = max(d for d in (hi, kept[1]) if d is not None)
+        violations = json.dumps([v.__dict__ | {"sample_rows": list(v.sample_rows)} for v in report.violations])
+        rows.append([table.name, f.name, f.size, f.mtime, report.status, report.n_rows, lo, hi])
+        rows[-1] += [report.reason, violations, run_id, f.content_hash]
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)"] * len(rows))
     con.execute(
         "INSERT OR REPLACE INTO ingest.landing_files (table_name, file, size, mtime, status, n_rows, min_date, "
-        "max_date, reason, violations, checked_at, run_id, content_hash) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?, ?)",
-        [
-            table.name,
-            f.name,
-            f.size,
-            f.mtime,
-            report.status,
-            report.n_rows,
-            lo,
-            hi,
-            report.reason,
-            json.dumps([v.__dict__ | {"sample_rows": list(v.sample_rows)} for v in report.violations]),
-            run_id,
-            f.content_hash,
-        ],
+        f"max_date, reason, violations, checked_at, run_id, content_hash) VALUES {values}",
+        [v for row in rows for v in row],
     )
 
 
