@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mmm_platform.causal import data, suite
+from mmm_platform.causal.catalog import CHECK_SPECS
 from mmm_platform.causal.config import load_config
 from mmm_platform.simulate import WorldConfig, simulate
 
@@ -135,7 +136,7 @@ def test_output_tables_follow_the_contract(tables, inputs) -> None:
 
 def test_checks_pass_on_the_default_world(result, tables) -> None:
     outcomes = suite.checks(result, tables)
-    assert {(t, c.name) for t, c in outcomes} == {(c.table, c.name) for c in suite.CHECK_SPECS}
+    assert {(t, c.name) for t, c in outcomes} == {(c.table, c.name) for c in CHECK_SPECS}
     assert all(c.passed for _, c in outcomes), [c.summary for _, c in outcomes if not c.passed]
 
 
@@ -155,4 +156,4 @@ def test_dagster_assets_write_every_table(tmp_path) -> None:
         for name in ("weather_effects", "lift", "lift_tests", "weather_priors", "plan_evidence"):
             run_ids = con.execute(f"SELECT DISTINCT run_id FROM causal.{name}").fetchall()
             assert run_ids == [(result.run_id,)], name
-    assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.name for c in suite.CHECK_SPECS}
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {c.name for c in CHECK_SPECS}

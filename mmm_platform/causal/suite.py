@@ -552,26 +552,6 @@ def write_tables(con, tables: dict[str, pd.DataFrame], schema: str = "causal") -
 # checks: plain results, converted to Dagster's in defs/causal.py
 
 
-@dataclass(frozen=True)
-class CheckSpec:
-    table: str
-    name: str
-    description: str
-
-
-CHECK_SPECS = (
-    CheckSpec("weather_effects", "instrument_strength", "Every IV first-stage F (cluster-robust) is at least 10."),
-    CheckSpec(
-        "weather_effects",
-        "instrument_validity",
-        "Over-identified with valid leads, Hansen J does not reject; every lead checked as invalid is flagged.",
-    ),
-    CheckSpec("lift", "pretrend", "No pooled shock or experiment readout has a pre-trend (p >= 0.05)."),
-    CheckSpec("lift", "placebo", "Placebo shocks (the same geos, dates moved earlier) find nothing (CI covers 0)."),
-    CheckSpec("lift_tests", "pymc_ready", "Lift-test rows have sigma > 0 and delta_x, delta_y of one sign."),
-)
-
-
 def checks(result: SuiteResult, tables: dict[str, pd.DataFrame]) -> list[tuple[str, CheckOutcome]]:
     """(table, outcome) per check of CHECK_SPECS; each summary says what was found."""
     out = []

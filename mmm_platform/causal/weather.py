@@ -14,15 +14,6 @@ from mmm_platform.causal import fe, iv
 from mmm_platform.causal.config import CausalConfig
 from mmm_platform.features.spatial import spatial_smooth
 
-IDENTIFYING_ASSUMPTION = (
-    "Marketing and demand react to the weather forecast, not to its error: the lead-1 forecast error "
-    "(observed minus the forecast issued the day before) is independent of every forecast of lead >= 1 "
-    "(the forecasts are efficient) and of everything that reacted to them (bids, staffing, trips planned), "
-    "and moves the observed weather one for one. It is therefore a valid instrument for the observed "
-    "weather, with geo and date effects absorbed. The forecast itself is never a control: observed = "
-    "forecast + error exactly, so controlling for it makes the instrument the regressor."
-)
-
 
 @dataclass(frozen=True)
 class LeadCheck:

@@ -11,11 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from mmm_platform.causal import suite
-from mmm_platform.causal.config import load_config
-from mmm_platform.causal.data import load_inputs
-from mmm_platform.causal.evidence import figure_event_study, figure_iv
-from mmm_platform.causal.weather import IDENTIFYING_ASSUMPTION
+from mmm_platform.causal.catalog import CHECK_SPECS, IDENTIFYING_ASSUMPTION
 from mmm_platform.defs.checks import check_result
 from mmm_platform.defs.figures import figure_metadata
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
@@ -78,8 +74,7 @@ def _preview(frame: pd.DataFrame, columns: list[str], rows: int = 40) -> dg.Meta
 
 
 CHECKS = [
-    dg.AssetCheckSpec(c.name, asset=dg.AssetKey(["causal", c.table]), description=c.description)
-    for c in suite.CHECK_SPECS
+    dg.AssetCheckSpec(c.name, asset=dg.AssetKey(["causal", c.table]), description=c.description) for c in CHECK_SPECS
 ]
 
 
@@ -93,6 +88,13 @@ CHECKS = [
     pool=DUCKDB_POOL,
 )
 def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> Iterator:
+    # the estimators (linearmodels, scipy, statsmodels: seconds of imports) load when the suite runs,
+    # not with the definitions (every CLI call, run worker and code server loads those)
+    from mmm_platform.causal import suite
+    from mmm_platform.causal.config import load_config
+    from mmm_platform.causal.data import load_inputs
+    from mmm_platform.causal.evidence import figure_event_study, figure_iv
+
     config = load_config()
     with duckdb.get_connection() as con:
         inputs = load_inputs(con, config)

@@ -8,15 +8,30 @@ with the current month, which also holds forecasts for the days after today.
 """
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 
 from mmm_platform.config import get_settings
 from mmm_platform.contracts import load_contract
-from mmm_platform.ingest.spans import first_landing_date, month_start
+from mmm_platform.ingest.spans import first_landing_date, month_start, read_known
+from mmm_platform.warehouse import WarehouseUnavailable, connect
 
 #: with no setting and no landing data yet: two years back (reload the code location once data lands)
 FALLBACK_YEARS = 2
+
+
+def _known(warehouse: Path) -> dict:
+    """ingest.landing_files when the warehouse can be read at once, else nothing (a run is writing:
+    the files are then read instead)."""
+    if not warehouse.exists():
+        return {}
+    try:
+        con = connect(warehouse, read_only=True, lock_timeout_s=0)
+    except WarehouseUnavailable:
+        return {}
+    with con:
+        return read_known(con)
 
 
 def partition_start() -> dt.date:
@@ -24,7 +39,7 @@ def partition_start() -> dt.date:
     settings = get_settings()
     if settings.partition_start is not None:
         return settings.partition_start
-    first = first_landing_date(load_contract(), settings.landing_dir)
+    first = first_landing_date(load_contract(), settings.landing_dir, _known(settings.warehouse))
     if first is None:
         today = dt.date.today()
         first = today.replace(year=today.year - FALLBACK_YEARS, day=1)

@@ -312,9 +312,15 @@ def plan_runs(contract: Contract, changes: list[Change], first: dt.date, last: d
     return plans
 
 
-def first_landing_date(contract: Contract, root: Path) -> dt.date | None:
-    """The earliest partition date any readable dated landing file holds (Parquet from its footer,
-    CSV from its date column), or None for an empty landing zone."""
-    changes = landing_changes(contract, root, {}, [t.name for t in contract.tables.values() if t.is_partitioned])
-    span = landing_span(changes)
-    return span[0] if span else None
+def first_landing_date(
+    contract: Contract, root: Path, known: dict[str, dict[str, KnownFile]] | None = None
+) -> dt.date | None:
+    """The earliest partition date the dated landing files hold, or None for an empty landing zone:
+    from `known` (ingest.landing_files) for files unchanged since they were loaded, from the file
+    itself (Parquet footer, CSV date column) for the others."""
+    known = known or {}
+    dated = [t.name for t in contract.tables.values() if t.is_partitioned]
+    changes = landing_changes(contract, root, known, dated)
+    firsts = [c.span[0] for c in changes if c.span]
+    firsts += [k.min_date for t in dated for k in known.get(t, {}).values() if k.min_date and k.status != "retracted"]
+    return min(firsts) if firsts else None
