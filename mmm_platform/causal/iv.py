@@ -230,7 +230,15 @@ def ols_clustered(
 
 def _diagnose(out: Fit, res, x, dep, ex, regressors, instruments, options, weak_f, which: str) -> None:
     n_excluded = len(instruments)
-    diag = res.first_stage.diagnostics if which != "overid" else pd.DataFrame()
+    try:
+        diag = res.first_stage.diagnostics if which != "overid" else pd.DataFrame()
+    except np.linalg.LinAlgError:
+        # too few clusters for the clustered first-stage Wald test (a handful of geos): no F, and
+        # the instrument counts as weak, so the strength check says so instead of the run failing
+        diag = pd.DataFrame(
+            {"f.stat": np.nan, "f.dist": "F", "f.pval": np.nan, "partial.rsquared": np.nan, "shea.rsquared": np.nan},
+            index=list(regressors),
+        )
     for name in regressors if which != "overid" else ():
         row = diag.loc[name]
         stat = float(row["f.stat"])
@@ -242,7 +250,7 @@ def _diagnose(out: Fit, res, x, dep, ex, regressors, instruments, options, weak_
             f_pvalue=float(row["f.pval"]),
             partial_r2=float(row["partial.rsquared"]),
             shea_r2=float(row["shea.rsquared"]),
-            weak=f_stat < weak_f,
+            weak=not f_stat >= weak_f,
         )
     if which == "first_stage":
         return

@@ -281,6 +281,7 @@ def _print_problems(inst: Any, run_ids: list[str], out: TextIO) -> None:
             blocking = ev.severity == dg.AssetCheckSeverity.ERROR
             problems = ev.metadata.get("problems")
             lines = problems.value.splitlines() if problems is not None and problems.value != "none" else []
+            lines = [line for line in lines if line != f"- {ev.description}"]  # already the headline
             label = "FAILED check" if blocking else "warning"
             _say(out, f"{label} {'/'.join(ev.asset_key.path)}:{ev.check_name}: {ev.description}")
             shown = lines if blocking else lines[:WARNING_LINES]
