@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -184,7 +185,15 @@ def test_daily_schedule_loads_the_months_of_yesterday_and_today():
 def test_cli_runs_only_what_changed_and_records_it(env, capsys):
     assert main(["ingest"]) == 0
     out = capsys.readouterr().out
-    assert "raw/sales" in out and "8 rows" in out and "checks failed" in out
+    lines = out.splitlines()
+    # one progress line per step: counter, asset, rows, seconds; dbt's log goes to a file
+    step = next(line for line in lines if "raw/sales" in line)
+    assert re.match(r"^\s+\[\s*\d+\] raw/sales\s+8 rows\s+\d+\.\d s$", step), step
+    assert any(line.startswith("  logs (dbt and every step): ") and line.endswith(".log") for line in lines)
+    # the closing summary: what was materialized, how the checks went, where to look
+    assert re.search(r"assets materialized\s+4\s+checks passed\s+\d+", out)
+    assert re.search(r"checks warned\s+\d+\s+checks failed\s+0", out)
+    assert "runs " in out and "dagster_home" in out
     instance = dg.DagsterInstance.get()  # DAGSTER_HOME: a persistent instance, as `make dev` shows
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
     (run,) = instance.get_runs()
