@@ -16,7 +16,7 @@ def test_the_shipped_configuration_is_valid():
     cfg = load_config()
     assert cfg.grain == "week"
     assert cfg.sampler.name == "nutpie"
-    assert cfg.adstock.form == "geometric" and cfg.saturation.form == "hill"
+    assert cfg.adstock.form == "delayed" and cfg.saturation.form == "hill"
     assert {"temp_mean_c", "precip_mm", "fc_temp_anom_l1", "discount_depth", "stockout_rate"} <= {
         c.name for c in cfg.controls
     }

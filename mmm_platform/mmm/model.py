@@ -234,6 +234,44 @@ class GeoSeasonality(MuEffect):
         return None
 
 
+class CentredMedia(MuEffect):
+    """Media enters the mean net of its geo means (and, with date effects, of its date means), and
+    the intercept is each geo's whole level: the same model, reparameterised so that the baseline
+    and a channel's average contribution (or a date's effect and national media) no longer slide
+    against each other in the sampler. The baseline-share prior is kept, on the level minus the
+    geo's mean media contribution, which must stay positive."""
+
+    prefix: str = "media_centring"
+    date_effects: bool = True
+    baseline_mu: float = float(np.log(0.85))
+    baseline_sigma: float = 0.25
+
+    def create_data(self, mmm) -> None:
+        return None
+
+    def create_effect(self, mmm):
+        model = mmm.model
+        media = model["channel_contribution"].sum("channel")  # (date, geo), scaled
+        geo_mean = media.mean("date")
+        shift = -geo_mean
+        if self.date_effects:
+            shift = shift - media.mean(GEO) + media.mean()
+        baseline = pmd.Deterministic("baseline_share", (model["intercept_contribution"] - geo_mean).transpose(GEO))
+        # the baseline-share prior as a pseudo-observation of its log (a log-normal kernel; PyMC
+        # differentiates observed pymc.dims variables, not potentials built from them)
+        log_b = pmd.math.log(pmd.math.maximum(baseline, 1e-6))
+        pmd.Normal(
+            "baseline_share_prior",
+            mu=log_b,
+            sigma=self.baseline_sigma,
+            observed=as_xtensor(np.full(len(model.coords[GEO]), self.baseline_mu), dims=(GEO,)),
+        )
+        return pmd.Deterministic(f"{self.prefix}_effect_contribution", shift.transpose("date", GEO))
+
+    def set_data(self, mmm, model, X) -> None:
+        return None
+
+
 # --- the model class ------------------------------------------------------------------------------
 
 #: deterministics recomputed into the trace after sampling; the (draw, date, geo, channel) ones are
@@ -247,6 +285,7 @@ TRACE_DETERMINISTICS = (
     "saturation_lam",
     "adstock_alpha",
     "date_effect_contribution",
+    "baseline_share",
 )
 
 
@@ -477,6 +516,13 @@ def build_mmm(
         ),
         control_columns=panel.controls or None,
         model_config=model_config,
+    )
+    mmm.add_mu_effect(
+        CentredMedia(
+            date_effects=cfg.seasonality.date_effects,
+            baseline_mu=float(np.log(pr.baseline_share.median)),
+            baseline_sigma=pr.baseline_share.log_sd,
+        )
     )
     if cfg.seasonality.date_effects:
         mmm.add_mu_effect(DateEffect(sigma=pr.date_effect_sd))
