@@ -1,0 +1,160 @@
+"""Calibration inputs: lift tests and weather priors.
+
+`causal.lift_tests` (built by the causal suite) has PyMC-Marketing's `add_lift_test_measurements`
+columns, `channel, x, delta_x, delta_y, sigma` (plus `geo` when per geo, and `experiment_id`), in $
+per day: `x` the spend before the test, `delta_x` its change, `delta_y` the revenue change, `sigma`
+the standard error of `delta_y`. The model's periods may be weeks, so they are converted here.
+
+`causal.weather_priors` has `variable, mean, sd` in $ per geo-day per unit of the variable.
+
+Until the causal suite writes those tables, `lift_tests_from_experiments` reads the experiments out
+with a simple paired difference in differences (each treated geo against the control geos, log
+revenue, pre-period of the same length), enough to prove the mechanism.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from mmm_platform.mmm.config import MMMConfig
+from mmm_platform.mmm.data import Panel, table_exists
+
+LIFT_COLUMNS = ["channel", "x", "delta_x", "delta_y", "sigma"]
+
+
+class CalibrationError(ValueError):
+    """Calibration is required by the configuration but its input is missing or unusable."""
+
+
+def read_lift_tests(con: duckdb.DuckDBPyConnection, cfg: MMMConfig, as_of: dt.date) -> pd.DataFrame | None:
+    """The lift tests the configuration asks for (None when calibration is off or the table is
+    missing and not required). Tests that end after the refit date are left out."""
+    mode, table = cfg.calibration.lift_tests, cfg.calibration.table
+    if mode == "off":
+        return None
+    if not table_exists(con, table):
+        if mode == "required":
+            raise CalibrationError(f"calibration.lift_tests is 'required' but {table} does not exist")
+        return None
+    df = con.execute(f"SELECT * FROM {table}").df()
+    missing = [c for c in LIFT_COLUMNS if c not in df.columns]
+    if missing:
+        raise CalibrationError(f"{table} lacks the columns {', '.join(missing)} (needs {', '.join(LIFT_COLUMNS)})")
+    if "end_date" in df.columns:
+        df = df[pd.to_datetime(df["end_date"]).dt.date <= as_of]
+    if df.empty and mode == "required":
+        raise CalibrationError(f"calibration.lift_tests is 'required' but {table} has no test ending by {as_of}")
+    return df
+
+
+def read_weather_priors(con: duckdb.DuckDBPyConnection, cfg: MMMConfig) -> pd.DataFrame | None:
+    mode, table = cfg.calibration.weather_priors, cfg.calibration.weather_table
+    if mode == "off":
+        return None
+    if not table_exists(con, table):
+        if mode == "required":
+            raise CalibrationError(f"calibration.weather_priors is 'required' but {table} does not exist")
+        return None
+    df = con.execute(f"SELECT * FROM {table}").df()
+    missing = [c for c in ("variable", "mean", "sd") if c not in df.columns]
+    if missing:
+        raise CalibrationError(f"{table} lacks the columns {', '.join(missing)}")
+    return df
+
+
+def lift_tests_for_panel(lift: pd.DataFrame | None, panel: Panel) -> pd.DataFrame | None:
+    """Lift tests in the model's units: per period of the panel's grain, channels and geos the panel
+    has, one row per geo (a test without `geo` is spread over the geos in proportion to their
+    spend on the channel)."""
+    if lift is None or lift.empty:
+        return None
+    days = 7 if panel.grain == "week" else 1
+    df = lift[lift["channel"].isin(panel.channels)].copy()
+    if "geo" not in df.columns and "geo_id" in df.columns:
+        df = df.rename(columns={"geo_id": "geo"})
+    if "geo" not in df.columns or df["geo"].isna().all():
+        spend = panel.spend().sum(axis=0)  # (G, C)
+        rows = []
+        for _, r in df.iterrows():
+            share = spend[:, panel.channels.index(r["channel"])]
+            share = share / share.sum()
+            for g, w in zip(panel.geos, share, strict=True):
+                rows.append({**r.to_dict(), "geo": g, "x": r["x"] * w, "delta_x": r["delta_x"] * w,
+                             "delta_y": r["delta_y"] * w, "sigma": r["sigma"] * np.sqrt(w)})  # fmt: skip
+        df = pd.DataFrame(rows)
+    df = df[df["geo"].isin(panel.geos)]
+    if df.empty:
+        return None
+    out = df[["channel", "geo", *LIFT_COLUMNS[1:]]].copy()
+    out[["x", "delta_x", "delta_y", "sigma"]] = out[["x", "delta_x", "delta_y", "sigma"]].astype(float) * days
+    # a holdout switches the channel off: its spend change cannot exceed the spend it had
+    out["delta_x"] = np.maximum(out["delta_x"], -out["x"])
+    out = out[(out["sigma"] > 0) & (out["x"] >= 0) & (out["delta_x"] != 0)]
+    return out.reset_index(drop=True) if not out.empty else None
+
+
+def lift_tests_from_experiments(con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> pd.DataFrame:
+    """A simple DiD readout of every experiment in raw.experiments that ended by `as_of`, in the
+    `causal.lift_tests` format ($ per day, one row per treated geo).
+
+    For each treated geo: the change in log mean daily revenue from the pre-period (as long as the
+    window, just before it) to the window, minus the same change averaged over the control geos;
+    its SE is the spread of the control geos' changes. `x` is the geo's daily spend on the channel
+    in the pre-period, `delta_x` the experiment's spend change per day (`spend_delta` / days)."""
+    exp = con.execute("SELECT * FROM raw.experiments").df()
+    if exp.empty:
+        return pd.DataFrame(columns=["experiment_id", "channel", "geo", *LIFT_COLUMNS[1:]])
+    rows = []
+    for eid, e in exp.groupby("experiment_id"):
+        start, end = pd.Timestamp(e["start_date"].iloc[0]).date(), pd.Timestamp(e["end_date"].iloc[0]).date()
+        if as_of is not None and end > as_of:
+            continue
+        n = (end - start).days + 1
+        pre0, pre1 = start - dt.timedelta(days=n), start - dt.timedelta(days=1)
+        ch = e["channel"].iloc[0]
+        rev = con.execute(
+            """SELECT geo_id,
+                      avg(revenue) FILTER (WHERE date BETWEEN ? AND ?) AS pre,
+                      avg(revenue) FILTER (WHERE date BETWEEN ? AND ?) AS post
+               FROM features.sales_day GROUP BY geo_id""",
+            [pre0, pre1, start, end],
+        ).df().set_index("geo_id")  # fmt: skip
+        spend = con.execute(
+            """SELECT geo_id, sum(spend) / ? AS pre_spend FROM features.media_channel_day
+               WHERE channel = ? AND date BETWEEN ? AND ? GROUP BY geo_id""",
+            [n, ch, pre0, pre1],
+        ).df().set_index("geo_id")["pre_spend"]  # fmt: skip
+        change = np.log(rev["post"] / rev["pre"])
+        treated = e[e["is_treatment"]]
+        control = e.loc[~e["is_treatment"], "geo_id"]
+        c_change = change.reindex(control).dropna()
+        if len(c_change) < 2:
+            continue
+        se = float(c_change.std(ddof=1) * np.sqrt(1 + 1 / len(c_change)))
+        for _, t in treated.iterrows():
+            g = t["geo_id"]
+            if g not in change.index or not np.isfinite(change[g]):
+                continue
+            did = float(change[g] - c_change.mean())
+            post = float(rev.loc[g, "post"])
+            # revenue the geo would have had without the test: post / exp(did)
+            delta_y = post - post / np.exp(did)
+            rows.append(
+                {
+                    "experiment_id": eid,
+                    "channel": ch,
+                    "geo": g,
+                    "x": float(spend.get(g, 0.0)),
+                    "delta_x": float(t["spend_delta"]) / n if pd.notna(t["spend_delta"]) else np.nan,
+                    "delta_y": delta_y,
+                    "sigma": se * post,
+                    "start_date": start,
+                    "end_date": end,
+                }
+            )
+    out = pd.DataFrame(rows)
+    return out.dropna(subset=["delta_x"]) if not out.empty else out
