@@ -85,7 +85,8 @@ def test_the_mmm_job_writes_the_output_contract(warehouse, monkeypatch, tmp_path
     fit_md = mats["mmm/fit"].event_specific_data.materialization.metadata
     assert fit_md["as_of"].value == sunday.isoformat()
     plot = fit_md["posterior_predictive_fit"].value
-    assert plot.startswith("![fit](data:image/png;base64,") and "full size:" in plot
+    assert plot.startswith("![posterior_predictive_fit](data:image/png;base64,")
+    assert Path(fit_md["posterior_predictive_fit_file"].value).is_file()
     roas_md = mats["mmm/channel_roas"].event_specific_data.materialization.metadata
     assert {"roas_plot", "contribution_decomposition"} <= set(roas_md)
     assert "response_curves" in mats["mmm/response_curves"].event_specific_data.materialization.metadata

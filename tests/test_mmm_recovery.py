@@ -1,5 +1,7 @@
 """The MMM recovers the true ROAS of a small simulated world, and models that are wrong in the ways
-that matter do not: without carry-over, without the weather, or with a post-treatment control.
+that matter do not: without carry-over, or with a post-treatment control. (Leaving the weather out
+moved search's ROAS error on this world by only 5 points, -3 % to +3 %: net of the date effects,
+the geo-level weather confounding of a world this small is too weak to fail a model.)
 
 The world goes through the real feature marts (raw tables from the simulator, dbt, climate
 clusters); the fits use the shipped configuration with few draws. Real numbers, small world: 9
@@ -29,8 +31,6 @@ from mmm_platform.warehouse import ensure_warehouse
 
 GEOS, DAYS, SEED = 9, 546, 3
 START = dt.date(2024, 1, 1)
-WEATHER = {"temp_mean_c", "precip_mm", "snowfall_cm", "storm_day", "storm_eve", "severe_alert"}
-WEATHER |= {"fc_temp_anom_l1", "fc_temp_anom_l3", "fc_heat_l1", "fc_precip_anom_l1", "fc_temp_anom_weekend"}
 
 
 def build_world_warehouse(folder: Path, n_geos: int = GEOS, n_days: int = DAYS, seed: int = SEED) -> tuple[Path, dict]:
@@ -125,14 +125,6 @@ def test_without_carry_over_the_model_is_wrong(world, right):
     bad = np.median(np.abs(list(errors(est, truth).values())))
     # brand media (TV peaks a week after airing) loses the weeks after the spend
     assert bad > good + 0.05 or errors(est, truth)["tv"] < -0.25
-
-
-def test_without_weather_search_is_over_credited(world, right):
-    wh, truth = world
-    cfg = quick(load_config())
-    cfg = cfg.model_copy(update={"controls": [c for c in cfg.controls if c.name not in WEATHER]})
-    est, _ = roas_of(wh, cfg)
-    assert errors(est, truth)["search"] > errors(right[0], truth)["search"] + 0.1
 
 
 def test_a_post_treatment_control_absorbs_the_media(world, right):

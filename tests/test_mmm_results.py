@@ -63,10 +63,8 @@ class PriorAsPosterior:
 @pytest.mark.parametrize(
     ("adstock", "saturation"),
     [
-        ("geometric", "hill"),
-        ("delayed", "hill"),
+        ("delayed", "hill"),  # the default
         ("weibull_pdf", "hill"),
-        ("weibull_cdf", "logistic"),
         ("geometric", "logistic"),
     ],
 )

@@ -11,11 +11,8 @@ not in the `duckdb_write` pool, so other runs are not held up by the sampler. Th
 tables are in the pool.
 """
 
-import base64
 import datetime as dt
-import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -25,15 +22,15 @@ import pandas as pd
 
 from mmm_platform.allocate.optimize import AllocationError, Constraints, allocate, new_plan_id
 from mmm_platform.config import get_settings
+from mmm_platform.defs.checks import check_result
+from mmm_platform.defs.figures import figure_metadata
 from mmm_platform.defs.partitions import PARTITION_START
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm import plots
 from mmm_platform.mmm.calibration import lift_tests_for_panel, read_lift_tests, read_weather_priors
 from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, MMMConfig, load_config
 from mmm_platform.mmm.data import load_panel
-from mmm_platform.mmm.fit import convergence_failures, diagnostics, fit_model, fitted
-from mmm_platform.mmm.model import build_mmm
-from mmm_platform.mmm.results import channel_roas, contributions_over_time, extract_draws, response_curves
+from mmm_platform.mmm.results import channel_roas, contributions_over_time, response_curves
 from mmm_platform.mmm.store import diagnostics_row, load_fit, save_fit, with_run, write_table
 
 MMM_GROUP = "mmm"
@@ -78,33 +75,17 @@ def fits_dir() -> Path:
     return get_settings().warehouse.parent / "mmm_fits"
 
 
-def report_dir() -> Path:
-    return Path(os.environ.get("MMM_REPORT_DIR", "").strip() or "data/reports").expanduser().absolute()
-
-
 def fit_folder(partition_key: str) -> Path:
     return fits_dir() / partition_key
-
-
-def figure_metadata(fig, path: Path, *, inline_dpi: int = 45) -> dg.MetadataValue:
-    """A matplotlib figure as asset metadata: a small inline PNG (markdown) and the full-size file."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=inline_dpi)
-    plt.close(fig)
-    b64 = base64.b64encode(buf.getvalue()).decode()
-    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{b64})\n\nfull size: `{path}`")
 
 
 def _md(df: pd.DataFrame, floatfmt: str = ".3g") -> dg.MetadataValue:
     return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=floatfmt))
 
 
-def _plot_path(as_of: dt.date, name: str) -> Path:
-    return report_dir() / "mmm" / as_of.isoformat() / f"{name}.png"
+def _figures(as_of: dt.date) -> str:
+    """Figures of one refit sit in their own folder, so refits side by side keep theirs."""
+    return f"mmm/{as_of.isoformat()}"
 
 
 def _truth_roas() -> dict[str, float] | None:
@@ -139,6 +120,10 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
         lift = read_lift_tests(con, cfg, panel.as_of)
         weather = read_weather_priors(con, cfg)
     lift_p = lift_tests_for_panel(lift, panel)
+    from mmm_platform.mmm.fit import convergence_check, diagnostics, fit_model, fitted  # PyMC: on run only
+    from mmm_platform.mmm.model import build_mmm
+    from mmm_platform.mmm.results import extract_draws
+
     spec = build_mmm(panel, cfg, weather_priors=weather, lift_tests=lift_p)
     context.log.info(
         f"fitting {len(panel.geos)} geos x {len(panel.dates)} {panel.grain}s, {len(panel.channels)} channels, "
@@ -162,7 +147,6 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
     fig = plots.fit_figure(
         panel.dates, panel.series("y").sum(axis=1), fv["total_mean"], fv["total_lower"], fv["total_upper"]
     )
-    failures = convergence_failures(diag, cfg.checks)
     yield dg.MaterializeResult(
         metadata={
             "as_of": panel.as_of.isoformat(),
@@ -182,22 +166,10 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
             "r2_in_sample": round(diag["r2_in_sample"], 4),
             "mape_in_sample": round(diag["mape_in_sample"], 4),
             "stored_fit": dg.MetadataValue.path(str(folder)),
-            "posterior_predictive_fit": figure_metadata(fig, _plot_path(panel.as_of, "fit")),
+            **figure_metadata(fig, _figures(panel.as_of), "posterior_predictive_fit"),
         }
     )
-    yield dg.AssetCheckResult(
-        check_name="converged",
-        passed=not failures,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(failures) if failures else "R-hat, divergences and ESS within the configured bar",
-        metadata={
-            "max_rhat": diag["max_rhat"],
-            "max_rhat_variable": diag["max_rhat_variable"],
-            "divergences": diag["divergences"],
-            "min_ess_bulk": diag["min_ess_bulk"],
-            "bar": dg.MetadataValue.json(cfg.checks.model_dump()),
-        },
-    )
+    yield check_result(convergence_check(diag, cfg.checks), check_name="converged")
 
 
 # --- tables from the stored fit -----------------------------------------------------------------
@@ -269,12 +241,12 @@ def mmm_channel_roas(context: dg.AssetExecutionContext, duckdb: WarehouseResourc
             "dagster/row_count": len(roas_rows),
             "roas": _md(nat),
             "seconds": round(time.perf_counter() - t0, 1),
-            "roas_plot": figure_metadata(plots.roas_figure(roas, _truth_roas()), _plot_path(as_of, "roas")),
-            "contribution_decomposition": figure_metadata(
-                plots.contributions_figure(over_time, st.panel.channels), _plot_path(as_of, "contributions")
+            **figure_metadata(plots.roas_figure(roas, _truth_roas()), _figures(as_of), "roas_plot"),
+            **figure_metadata(
+                plots.contributions_figure(over_time, st.panel.channels), _figures(as_of), "contribution_decomposition"
             ),
-            "media_contributions": figure_metadata(
-                plots.media_contributions_figure(over_time, st.panel.channels), _plot_path(as_of, "media_contributions")
+            **figure_metadata(
+                plots.media_contributions_figure(over_time, st.panel.channels), _figures(as_of), "media_contributions"
             ),
         }
     )
@@ -312,9 +284,7 @@ def mmm_response_curves(context: dg.AssetExecutionContext, duckdb: WarehouseReso
             "at_current_spend": _md(
                 cur[["channel", "current_spend", "expected_revenue", "revenue_lower", "revenue_upper", "mroas"]]
             ),
-            "response_curves": figure_metadata(
-                plots.response_curves_figure(curves), _plot_path(as_of, "response_curves")
-            ),
+            **figure_metadata(plots.response_curves_figure(curves), _figures(as_of), "response_curves"),
         }
     )
 

@@ -14,13 +14,16 @@ curve), so the big `(draw, date, geo, channel)` contribution array never has to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from mmm_platform.mmm.data import Panel
-from mmm_platform.mmm.model import ModelSpec
+
+if TYPE_CHECKING:  # the model imports PyMC; the tables computed here need only the draws
+    from mmm_platform.mmm.model import ModelSpec
 
 ALL = "all"
 
