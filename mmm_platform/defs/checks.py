@@ -3,6 +3,7 @@
 import json
 
 import dagster as dg
+import numpy as np
 
 from mmm_platform.quality.checks import CheckOutcome
 
@@ -23,7 +24,10 @@ def check_result(outcome: CheckOutcome, **keys: object) -> dg.AssetCheckResult:
 
 
 def _value(value: object) -> object:
-    """Containers as JSON (tuples as lists), numbers and text as they are, anything else as text."""
+    """Containers as JSON (tuples as lists), numbers and text as they are (NumPy scalars as the
+    Python number: Dagster cannot store them), anything else as text."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, dict | list | tuple):
         return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
     if isinstance(value, bool | int | float | str) or value is None:

@@ -344,7 +344,7 @@ def allocator_recommendations(context: dg.AssetExecutionContext, duckdb: Warehou
             "plan_id": plan_id,
             "as_of": as_of.isoformat(),
             "objective": a.objective,
-            "budget_per_period": round(cons.total_budget, 2),
+            "budget_per_period": round(float(cons.total_budget), 2),
             "expected_lift_per_period": round(float(plan["expected_incremental_revenue"].sum()), 2),
             "expected_margin_lift_per_period": round(float(plan["expected_incremental_margin"].sum()), 2),
             "by_channel": _md(by_channel.reset_index(), floatfmt=",.0f"),
