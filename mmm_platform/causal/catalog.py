@@ -15,6 +15,10 @@ IDENTIFYING_ASSUMPTION = (
     "forecast + error exactly, so controlling for it makes the instrument the regressor."
 )
 
+#: causal.lift study ids of single events (`storm_03`); the headline rows are the pooled, placebo,
+#: TWFE, experiment, plan and weather-against-normal studies (`storm_all`, `EXP-01-search-holdout`, ...)
+PER_EVENT_STUDY = r"^(storm|heatwave|severe_alert)_\d"
+
 
 @dataclass(frozen=True)
 class CheckSpec:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
-from mmm_platform.causal.catalog import CHECK_SPECS, IDENTIFYING_ASSUMPTION
+from mmm_platform.causal.catalog import CHECK_SPECS, IDENTIFYING_ASSUMPTION, PER_EVENT_STUDY
 from mmm_platform.defs.checks import check_result
 from mmm_platform.defs.figures import figure_metadata
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
@@ -126,7 +126,7 @@ def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
     )
     meta["weather_effects"]["identifying_assumption"] = dg.MetadataValue.text(IDENTIFYING_ASSUMPTION)
     lift = tables["lift"]
-    headline = lift[~lift["study_id"].str.match(r"^(storm|heatwave|severe_alert)_\d")]
+    headline = lift[~lift["study_id"].str.match(PER_EVENT_STUDY)]
     meta["lift"]["statements"] = dg.MetadataValue.md(
         "\n".join(f"- **{r.study_id}**: {r.statement}" for r in headline.itertuples())
     )

@@ -29,12 +29,16 @@ from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm import plots
 from mmm_platform.mmm.calibration import lift_tests_for_panel, read_lift_tests, read_weather_priors
 from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, MMMConfig, load_config
+from mmm_platform.mmm.convergence import convergence_check
 from mmm_platform.mmm.data import load_panel
 from mmm_platform.mmm.results import channel_roas, contributions_over_time, response_curves
 from mmm_platform.mmm.store import diagnostics_row, load_fit, save_fit, with_run, write_table
+from mmm_platform.report.sources import read_truth, truth_roas
 
 MMM_GROUP = "mmm"
 ALLOCATOR_GROUP = "allocator"
+#: the HTML report of a refit (defs/report.py), written by the same job
+REPORT_GROUP = "report"
 #: a refit needs this much history before its date
 MIN_HISTORY_DAYS = 182
 FEATURES = [dg.AssetKey(["features", "geo_day"]), dg.AssetKey(["features", "media_channel_day"])]
@@ -90,13 +94,7 @@ def _figures(as_of: dt.date) -> str:
 
 def _truth_roas() -> dict[str, float] | None:
     """The demo world's true ROAS, when the landing zone carries truth.json (for the plot only)."""
-    path = get_settings().landing_dir / "truth.json"
-    if not path.is_file():
-        return None
-    try:
-        return {c: v["roas"] for c, v in json.loads(path.read_text())["channels"].items()}
-    except (KeyError, ValueError, TypeError):
-        return None
+    return truth_roas(read_truth(get_settings().landing_dir / "truth.json"))
 
 
 # --- the fit ------------------------------------------------------------------------------------
@@ -120,7 +118,7 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
         lift = read_lift_tests(con, cfg, panel.as_of)
         weather = read_weather_priors(con, cfg)
     lift_p = lift_tests_for_panel(lift, panel)
-    from mmm_platform.mmm.fit import convergence_check, diagnostics, fit_model, fitted  # PyMC: on run only
+    from mmm_platform.mmm.fit import diagnostics, fit_model, fitted  # PyMC: on run only
     from mmm_platform.mmm.model import build_mmm
     from mmm_platform.mmm.results import extract_draws
 
@@ -355,8 +353,9 @@ def allocator_recommendations(context: dg.AssetExecutionContext, duckdb: Warehou
 
 mmm_job = dg.define_asset_job(
     "mmm",
-    selection=dg.AssetSelection.groups(MMM_GROUP, ALLOCATOR_GROUP),
-    description="Refit the MMM for a refit week and write ROAS, response curves, diagnostics and the budget plan.",
+    selection=dg.AssetSelection.groups(MMM_GROUP, ALLOCATOR_GROUP, REPORT_GROUP),
+    description="Refit the MMM for a refit week and write ROAS, response curves, diagnostics, the budget plan "
+    "and the HTML report.",
 )
 
 

@@ -17,10 +17,9 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from mmm_platform.mmm.config import Checks, Sampler
+from mmm_platform.mmm.config import Sampler
 from mmm_platform.mmm.data import Panel
 from mmm_platform.mmm.model import ModelSpec
-from mmm_platform.quality.checks import CheckOutcome
 
 
 class SamplerUnavailable(RuntimeError):
@@ -153,37 +152,3 @@ def diagnostics(fit: FitResult, panel: Panel, fit_mean: np.ndarray) -> dict:
         "n_channels": len(panel.channels),
         "n_controls": len(panel.controls),
     }
-
-
-def convergence_check(diag: dict, checks: Checks) -> CheckOutcome:
-    """The fit against the configured convergence bar, one plain sentence per miss (a warning:
-    the numbers stay available, but nobody should read them as converged)."""
-    misses = []
-    if not diag["max_rhat"] <= checks.max_rhat:
-        misses.append(f"max R-hat {diag['max_rhat']:.3f} > {checks.max_rhat} ({diag['max_rhat_variable']})")
-    if diag["divergences"] > checks.max_divergences:
-        misses.append(f"{diag['divergences']} divergent transitions (allowed {checks.max_divergences})")
-    if not diag["min_ess_bulk"] >= checks.min_ess_bulk:
-        misses.append(
-            f"min bulk ESS {diag['min_ess_bulk']:.0f} < {checks.min_ess_bulk:.0f} ({diag['min_ess_bulk_variable']})"
-        )
-    summary = (
-        f"not converged: {misses[0]}" + (f" (and {len(misses) - 1} more)" if len(misses) > 1 else "")
-        if misses
-        else f"converged: max R-hat {diag['max_rhat']:.3f}, {diag['divergences']} divergences, "
-        f"min bulk ESS {diag['min_ess_bulk']:.0f}"
-    )
-    return CheckOutcome(
-        name="converged",
-        passed=not misses,
-        severity="warn",
-        summary=summary,
-        details=misses,
-        metadata={
-            "max_rhat": diag["max_rhat"],
-            "max_rhat_variable": diag["max_rhat_variable"],
-            "divergences": diag["divergences"],
-            "min_ess_bulk": diag["min_ess_bulk"],
-            "bar": checks.model_dump(),
-        },
-    )

@@ -108,3 +108,18 @@ def roas_figure(roas: pd.DataFrame, truth: dict[str, float] | None = None) -> Fi
     ax.set_title("ROAS by channel")
     fig.tight_layout()
     return fig
+
+
+def allocation_figure(by_channel: pd.DataFrame, period: str = "period") -> Figure:
+    """Current against recommended spend per channel (one plan, all geos): what the plan moves."""
+    df = by_channel.sort_values("current_spend")
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(df) + 1.5))
+    y = np.arange(len(df))
+    ax.barh(y - 0.2, df["current_spend"], height=0.4, color="0.6", label="current")
+    ax.barh(y + 0.2, df["recommended_spend"], height=0.4, color="C0", label="recommended")
+    ax.set_yticks(y, df["channel"])
+    ax.set_xlabel(f"spend per {period} ($)")
+    ax.set_title("Budget plan by channel")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

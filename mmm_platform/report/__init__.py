@@ -1,0 +1,1 @@
+"""The HTML report a person reads: one self-contained page from the warehouse tables (no Dagster)."""
