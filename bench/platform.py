@@ -7,7 +7,8 @@ For each world (default: the demo world, 24 geos, and 200 geos; two years each),
 2. `mmm-platform ingest` through the CLI, a fresh warehouse and a fresh persistent SQLite
    DAGSTER_HOME (as `make dev` shows it), Dagster start-up included;
 3. the same command again with nothing new (the no-op);
-4. `mmm-platform run` on another fresh warehouse and instance: ingest and every feature mart;
+4. `mmm-platform run --no-refit` on another fresh warehouse and instance: ingest, every feature
+   mart and the causal suite (the MMM fit has its own bench, bench/mmm_fit.py);
 5. a new weather day (a file with the day after the world's last, observed and forecast) and
    `mmm-platform run` again: through to updated features;
 6. with --ui (default world only): `dagster dev` on the instance of step 4, a materialization of
@@ -267,14 +268,14 @@ def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
     row("  re-run, nothing new", noop, None, events(home) - before)
 
     env, home, warehouse = env_for("run")
-    run = cli(["run"], env)
-    row("mmm-platform run (ingest + features)", run, raw_rows(warehouse), events(home))
+    run = cli(["run", "--no-refit"], env)
+    row("mmm-platform run --no-refit (ingest, features, causal)", run, raw_rows(warehouse), events(home))
     new = add_weather_day(landing)
     before = events(home)
-    day = cli(["run"], env)
-    row(f"  new weather day {new}", day, None, events(home) - before, "run: ingest + features")
+    day = cli(["run", "--no-refit"], env)
+    row(f"  new weather day {new}", day, None, events(home) - before, "run: ingest, features, causal")
     before = events(home)
-    noop_run = cli(["run"], env)
+    noop_run = cli(["run", "--no-refit"], env)
     row("  run again, nothing new", noop_run, None, events(home) - before)
     features_figures(warehouse)
     contract_rules_sql_vs_gx(warehouse)

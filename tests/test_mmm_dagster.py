@@ -41,10 +41,18 @@ def _run(wh: Path, partition: str, monkeypatch, tmp_path: Path, selection=None) 
     monkeypatch.setenv("MMM_WAREHOUSE", str(wh))
     monkeypatch.setenv("MMM_REPORT_DIR", str(tmp_path / "reports"))
     from mmm_platform.defs import mmm as m
+    from mmm_platform.defs.report import report_html
     from mmm_platform.defs.resources import WarehouseResource
 
     defs = dg.Definitions(
-        assets=[m.mmm_fit, m.mmm_diagnostics, m.mmm_channel_roas, m.mmm_response_curves, m.allocator_recommendations],
+        assets=[
+            m.mmm_fit,
+            m.mmm_diagnostics,
+            m.mmm_channel_roas,
+            m.mmm_response_curves,
+            m.allocator_recommendations,
+            report_html,
+        ],
         jobs=[m.mmm_job],
         resources={"duckdb": WarehouseResource()},
         executor=dg.in_process_executor,
@@ -81,7 +89,10 @@ def test_the_mmm_job_writes_the_output_contract(warehouse, monkeypatch, tmp_path
         "mmm/channel_roas",
         "mmm/response_curves",
         "allocator/recommendations",
+        "report/html",
     }
+    page = Path(mats["report/html"].event_specific_data.materialization.metadata["path"].value)
+    assert page == tmp_path / "reports" / "report.html" and "ROAS" in page.read_text()
     fit_md = mats["mmm/fit"].event_specific_data.materialization.metadata
     assert fit_md["as_of"].value == sunday.isoformat()
     plot = fit_md["posterior_predictive_fit"].value

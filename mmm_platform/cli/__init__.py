@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sp.add_argument("--verbose", action="store_true", help="show dbt's log and every step's log here")
 
+    def refit_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--no-refit",
+            dest="no_refit",
+            action="store_true",
+            help="stop after the features and the causal suite: no MMM refit (minutes); a later `run` fits",
+        )
+
     sp = sub.add_parser("simulate", help="write the demo world and its ground truth into the landing zone")
     world_args(sp)
     sp.set_defaults(func=cmd_simulate)
@@ -111,10 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=lambda a: execute("ingest", a))
     sp = sub.add_parser("run", help="ingest, build features, fit the models and write every output table")
     run_args(sp)
+    refit_arg(sp)
     sp.set_defaults(func=lambda a: execute("everything", a))
     sp = sub.add_parser("demo", help="simulate the demo world into the landing zone, then `run`")
     world_args(sp)
     run_args(sp, ranged=False)
+    refit_arg(sp)
     sp.set_defaults(func=cmd_demo)
     sp = sub.add_parser("retract", help="withdraw a loaded landing file: its rows leave raw (recorded)")
     sp.add_argument("file", help="the file as ingest.landing_files names it: <table>/<file name>")

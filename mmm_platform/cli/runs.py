@@ -155,7 +155,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
     definitions = defs()
     job = definitions.resolve_job_def(job_name)
     runs = plan(args, definitions, inst, job_name, changes)
-    refit = _refit(definitions, inst, job_name, bool(runs))
+    refit = None if getattr(args, "no_refit", False) else _refit(definitions, inst, job_name, bool(runs))
     if not runs and refit is None:
         _say(out, f"{job_name}: nothing new in {settings.landing_dir}: every landing file is as last loaded")
         graph = definitions.resolve_asset_graph()
