@@ -155,7 +155,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
     definitions = defs()
     job = definitions.resolve_job_def(job_name)
     runs = plan(args, definitions, inst, job_name, changes)
-    refit = None if getattr(args, "no_refit", False) else _refit(definitions, inst, job_name, bool(runs))
+    refit = None if getattr(args, "no_refit", False) else _refit(definitions, inst, job_name, bool(runs), out)
     if not runs and refit is None:
         _say(out, f"{job_name}: nothing new in {settings.landing_dir}: every landing file is as last loaded")
         graph = definitions.resolve_asset_graph()
@@ -217,7 +217,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
 REFIT_JOB = "mmm"
 
 
-def _refit(definitions: Any, inst: Any, job_name: str, data_changed: bool) -> tuple[Any, str] | None:
+def _refit(definitions: Any, inst: Any, job_name: str, data_changed: bool, out: TextIO) -> tuple[Any, str] | None:
     """(job, partition key) of the latest refit when `run` should refit: after new data, or when
     the latest refit date has never been fitted. None for `ingest`, or without a refit job."""
     if job_name != "everything":
@@ -230,6 +230,8 @@ def _refit(definitions: Any, inst: Any, job_name: str, data_changed: bool) -> tu
         return None
     key = job.partitions_def.get_last_partition_key() if job.partitions_def else None
     if key is None:
+        start = job.partitions_def.start.date() if job.partitions_def else None
+        _say(out, f"{REFIT_JOB}: no refit yet: the first refit week starts {start} (a refit needs half a year of data)")
         return None
     graph = definitions.resolve_asset_graph()
     fitted = all(
