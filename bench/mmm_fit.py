@@ -184,13 +184,14 @@ def main() -> int:
     ]
     if args.config:
         common += ["--config", args.config]
-    for s in args.samplers.split(","):
+    for s in [s for s in args.samplers.split(",") if s]:  # --samplers "": the scale run only
         print(f"fitting with {s} ...", flush=True)
         rows.append(run_child(["--samplers", s, "--adaptation", args.adaptation, *common]))
         print(table([rows[-1]]), flush=True)
     ok = [r for r in rows if "error" not in r]
-    print("\n## Same model, same data\n")
-    print(table(rows))
+    if rows:
+        print("\n## Same model, same data\n")
+        print(table(rows))
     by = {r["sampler"]: r for r in ok}
     if "pymc" in by and "nutpie" in by:
         print(f"\nnutpie / pymc ESS per second: {by['nutpie']['ess_per_s'] / max(by['pymc']['ess_per_s'], 1e-9):.1f}x")

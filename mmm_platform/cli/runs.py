@@ -144,7 +144,7 @@ def execute(job_name: str, args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     changes = [] if _ranged(args) else landing_state(settings)
     inst = instance(settings)
-    if not changes and not _ranged(args) and job_name == "ingest":
+    if not changes and not _ranged(args) and (job_name == "ingest" or getattr(args, "no_refit", False)):
         _say(out, f"{job_name}: nothing new in {settings.landing_dir}: every landing file is as last loaded")
         return _report_standing(inst, _raw_blocking_checks(), out)
 
