@@ -32,7 +32,7 @@ weather_job = dg.define_asset_job(
 
 #: the groups of the assets partitioned by refit date (weekly), which run in their own job (`mmm`):
 #: a Dagster job holds one partitions definition
-REFIT_GROUPS = ("mmm", "allocator", "report")
+REFIT_GROUPS = ("mmm", "allocator", "report", "validation")
 
 everything_job = dg.define_asset_job(
     "everything",

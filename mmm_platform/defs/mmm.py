@@ -39,6 +39,8 @@ MMM_GROUP = "mmm"
 ALLOCATOR_GROUP = "allocator"
 #: the HTML report of a refit (defs/report.py), written by the same job
 REPORT_GROUP = "report"
+#: the backtest over stored refits (defs/validation.py), written by the same job
+VALIDATION_GROUP = "validation"
 #: a refit needs this much history before its date
 MIN_HISTORY_DAYS = 182
 FEATURES = [dg.AssetKey(["features", "geo_day"]), dg.AssetKey(["features", "media_channel_day"])]
@@ -119,6 +121,7 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
         weather = read_weather_priors(con, cfg)
     lift_p = lift_tests_for_panel(lift, panel)
     from mmm_platform.mmm.fit import diagnostics, fit_model, fitted  # PyMC: on run only
+    from mmm_platform.mmm.forecast import extract_baseline
     from mmm_platform.mmm.model import build_mmm
     from mmm_platform.mmm.results import extract_draws
 
@@ -141,7 +144,8 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
         "priors": spec.priors.to_dict(orient="records"),
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-    folder = save_fit(fit_folder(context.partition_key), panel, draws, fv, diag, meta)
+    baseline = extract_baseline(spec, fit.idata, cfg.outputs.output_draws)
+    folder = save_fit(fit_folder(context.partition_key), panel, draws, fv, diag, meta, baseline)
     fig = plots.fit_figure(
         panel.dates, panel.series("y").sum(axis=1), fv["total_mean"], fv["total_lower"], fv["total_upper"]
     )
@@ -353,9 +357,9 @@ def allocator_recommendations(context: dg.AssetExecutionContext, duckdb: Warehou
 
 mmm_job = dg.define_asset_job(
     "mmm",
-    selection=dg.AssetSelection.groups(MMM_GROUP, ALLOCATOR_GROUP, REPORT_GROUP),
-    description="Refit the MMM for a refit week and write ROAS, response curves, diagnostics, the budget plan "
-    "and the HTML report.",
+    selection=dg.AssetSelection.groups(MMM_GROUP, ALLOCATOR_GROUP, REPORT_GROUP, VALIDATION_GROUP),
+    description="Refit the MMM for a refit week and write ROAS, response curves, diagnostics, the budget plan, "
+    "the HTML report and the backtest over the stored refits.",
 )
 
 

@@ -364,8 +364,8 @@ class ConfigError(ValueError):
     """The configuration file cannot be used; the message names the file, the key and why."""
 
 
-def _format(err: ValidationError, path: Path | str) -> str:
-    lines = [f"{path}: {err.error_count()} problem(s) in the MMM configuration"]
+def _format(err: ValidationError, path: Path | str, what: str) -> str:
+    lines = [f"{path}: {err.error_count()} problem(s) in the {what}"]
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
@@ -375,22 +375,31 @@ def _format(err: ValidationError, path: Path | str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict | None, source: Path | str = "<dict>") -> MMMConfig:
+def check_config[Schema: BaseModel](schema: type[Schema], data: dict | None, source: Path | str, what: str) -> Schema:
+    """`data` checked by `schema`; every problem is one line naming its key (`what`: the file's role)."""
     try:
-        return MMMConfig.model_validate(data or {})
+        return schema.model_validate(data or {})
     except ValidationError as err:
-        raise ConfigError(_format(err, source)) from None
+        raise ConfigError(_format(err, source, what)) from None
 
 
-def load_config(path: Path | str | None = None) -> MMMConfig:
-    """Read and check the configuration (default `assets/models/mmm.yaml`)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+def read_config[Schema: BaseModel](schema: type[Schema], path: Path, what: str) -> Schema:
+    """A YAML file checked by `schema`."""
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no MMM configuration file there") from None
+        raise ConfigError(f"{path}: no {what} file there") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, not {type(data).__name__}")
-    return parse_config(data, path)
+    return check_config(schema, data, path, what)
+
+
+def parse_config(data: dict | None, source: Path | str = "<dict>") -> MMMConfig:
+    return check_config(MMMConfig, data, source, "MMM configuration")
+
+
+def load_config(path: Path | str | None = None) -> MMMConfig:
+    """Read and check the configuration (default `assets/models/mmm.yaml`)."""
+    return read_config(MMMConfig, Path(path) if path is not None else DEFAULT_CONFIG_PATH, "MMM configuration")

@@ -4,7 +4,8 @@ One row per geo and period (day, or ISO week from Monday) with the target, the m
 column per channel and the controls the configuration names. Channels, their groups and the geos
 come from the data: `features.media_channel_day` (spend by channel) and `staging.stg_media_spend`
 (`channel_group`). A refit sees only days up to its `as_of` date; at weekly grain only complete
-weeks (7 observed days) are used.
+weeks (7 observed days) are used. A backtest reads past a refit's date with `fit_until`: the rows
+after it are shaped by what the refit saw, so its model meets them as it met its own.
 """
 
 from __future__ import annotations
@@ -123,26 +124,33 @@ def fourier_basis(dates, n_order: int) -> np.ndarray:
     return np.stack(cols, axis=1) if cols else np.zeros((len(t), 0))
 
 
-def partial_out(frame: pd.DataFrame, controls: list[str], n_order: int, date_effects: bool) -> pd.DataFrame:
+def partial_out(
+    frame: pd.DataFrame, controls: list[str], n_order: int, date_effects: bool, fit: pd.Series | None = None
+) -> pd.DataFrame:
     """Each control minus what the model's own time terms already explain in it: its geo's mean
     and yearly cycle (the per-geo seasonality), and each date's mean over geos (the date effects).
+    The geo terms are estimated on the rows where `fit` (aligned with `frame`) holds, default all,
+    and taken out of every row: later rows then change nothing in the earlier ones.
 
     The model estimates those terms freely, so by Frisch-Waugh-Lovell a control's coefficient is
     the same with the control or with this residual, but the residual no longer trades off with
     the seasonality and date effects in the sampler (temperature's seasonal swing against each geo's
     cycle: an effective sample size of 10 in 600 draws before this, hundreds after)."""
-    f = frame.sort_values(["geo", "date"]).copy()
+    order = frame.sort_values(["geo", "date"]).index
+    f = frame.loc[order].copy()
+    in_fit = np.ones(len(f), dtype=bool) if fit is None else fit.loc[order].to_numpy()
     x = np.array(f[controls].to_numpy(dtype=float), copy=True)
     geo = f["geo"].to_numpy()
     dates = f["date"].to_numpy()
     basis = np.column_stack([np.ones(len(f)), fourier_basis(dates, n_order)])
     groups = [np.flatnonzero(geo == g) for g in pd.unique(geo)]
-    pinv = {i: np.linalg.pinv(basis[idx]) for i, idx in enumerate(groups)}
+    fitted_rows = [idx[in_fit[idx]] for idx in groups]
+    pinv = {i: np.linalg.pinv(basis[idx]) for i, idx in enumerate(fitted_rows)}
     date_codes, date_index = np.unique(dates, return_inverse=True)
     counts = np.bincount(date_index, minlength=len(date_codes))[:, None]
     for _ in range(30 if date_effects else 1):  # alternating projections onto both complements
         for i, idx in enumerate(groups):
-            x[idx] -= basis[idx] @ (pinv[i] @ x[idx])
+            x[idx] -= basis[idx] @ (pinv[i] @ x[fitted_rows[i]])
         if not date_effects:
             break
         means = np.zeros((len(date_codes), x.shape[1]))
@@ -158,6 +166,7 @@ COLLINEAR_R2 = 0.98
 
 
 def _drop_collinear(frame: pd.DataFrame, controls: list[str], dropped: dict[str, str]) -> list[str]:
+    """`frame`: the rows the decision rests on."""
     kept: list[str] = []
     for c in controls:
         if kept:
@@ -172,8 +181,15 @@ def _drop_collinear(frame: pd.DataFrame, controls: list[str], dropped: dict[str,
     return kept
 
 
-def load_panel(con: duckdb.DuckDBPyConnection, cfg: MMMConfig, as_of: dt.date | None = None) -> Panel:
-    """The panel the model fits for a refit at `as_of` (default: the newest day with sales)."""
+def load_panel(
+    con: duckdb.DuckDBPyConnection, cfg: MMMConfig, as_of: dt.date | None = None, *, fit_until: dt.date | None = None
+) -> Panel:
+    """The panel the model fits for a refit at `as_of` (default: the newest day with sales).
+
+    With `fit_until` (a backtest: the refit's date, before `as_of`) everything the data decide
+    about channels and controls (the channels kept, event levels, standardisation, geo centring,
+    seasonal parts, the controls dropped) is decided on the periods that start by then, so those
+    rows equal the refit's panel and the later ones are shaped as the refit would shape them."""
     for t in (GEO_DAY, MEDIA):
         if not table_exists(con, t):
             raise DataError(f"{t} does not exist: build the feature marts first (mmm-platform run)")
@@ -195,7 +211,7 @@ def load_panel(con: duckdb.DuckDBPyConnection, cfg: MMMConfig, as_of: dt.date | 
     if (last - first).days + 1 < 8 * cfg.period_days:
         raise DataError(f"only {(last - first).days + 1} days of data between {first} and {last}: too little to fit")
 
-    chans = _channels(con, first, last)
+    chans = _channels(con, first, fit_until or last)
     total = chans["spend"].sum()
     if chans.empty or total <= 0:
         raise DataError(f"no media spend between {first} and {last} in {MEDIA}")
@@ -251,9 +267,11 @@ def load_panel(con: duckdb.DuckDBPyConnection, cfg: MMMConfig, as_of: dt.date | 
 
     # events: one indicator per level seen often enough, the rest pooled as other_<column>
     event_cols: list[str] = []
+    cutoff = pd.Timestamp(fit_until or last)
+    seen = daily["date"] <= cutoff
     for col in cfg.events.columns:
         raw = daily.pop(f"ev__{col}")
-        counts = raw.value_counts()
+        counts = raw[seen].value_counts()
         frequent = [lv for lv in counts.index if counts[lv] >= cfg.events.min_days]
         rare = raw.notna() & ~raw.isin(frequent)
         for lv in sorted(frequent):
@@ -294,27 +312,28 @@ def load_panel(con: duckdb.DuckDBPyConnection, cfg: MMMConfig, as_of: dt.date | 
     # with date effects the national ones (the same in every geo on each date: collinear with them)
     stats = []
     kept = []
+    fit = frame["date"] <= cutoff
     for c in controls:
         x = frame[c].astype(float)
-        mean, sd, na = x.mean(), x.std(), x.isna().mean()
+        mean, sd, na = x[fit].mean(), x[fit].std(), x[fit].isna().mean()
         if not np.isfinite(sd) or sd < 1e-9:
             dropped[f"control:{c}"] = "constant in the window"
             frame = frame.drop(columns=c)
             continue
-        if cfg.seasonality.date_effects and frame.groupby("date")[c].std().fillna(0).max() < 1e-9 * sd:
+        if cfg.seasonality.date_effects and frame[fit].groupby("date")[c].std().fillna(0).max() < 1e-9 * sd:
             dropped[f"control:{c}"] = "the same in every geo on each date: the date effects hold it"
             frame = frame.drop(columns=c)
             continue
         # standardised, then centred within each geo: a geo's average level of a control is in
         # its intercept, so the two do not trade off in the sampler
         z = ((x - mean) / sd).fillna(0.0)
-        frame[c] = z - z.groupby(frame["geo"]).transform("mean")
+        frame[c] = z - frame["geo"].map(z[fit].groupby(frame["geo"][fit]).mean())
         stats.append({"control": c, "mean": mean, "sd": sd, "missing_share": na})
         kept.append(c)
 
     if kept:
-        frame = partial_out(frame, kept, cfg.seasonality.yearly_fourier, cfg.seasonality.date_effects)
-    kept = _drop_collinear(frame, kept, dropped)
+        frame = partial_out(frame, kept, cfg.seasonality.yearly_fourier, cfg.seasonality.date_effects, fit)
+    kept = _drop_collinear(frame[frame["date"] <= cutoff], kept, dropped)
     stats = [s for s in stats if s["control"] in kept]
 
     geos = sorted(frame["geo"].unique())

@@ -285,6 +285,7 @@ TRACE_DETERMINISTICS = (
     "saturation_lam",
     "adstock_alpha",
     "date_effect_contribution",
+    "season_coef",  # with the rest, what a forecast of later periods needs (mmm/forecast.py)
     "baseline_share",
 )
 

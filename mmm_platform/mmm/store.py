@@ -2,7 +2,7 @@
 
 The fit step saves what every downstream step needs (the panel it saw, thinned posterior draws in
 numpy, the fitted values and the diagnostics) in one folder per refit date, so the ROAS, curves,
-diagnostics and allocator steps run without refitting and without the PyMC objects.
+diagnostics, allocator and backtest steps run without refitting and without the PyMC objects.
 
 Tables are written with delete + insert by `as_of` (and the extra keys given), so re-running a refit
 replaces its rows and many refits live side by side. A column the table does not have yet is added.
@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mmm_platform.mmm.data import Panel
+from mmm_platform.mmm.forecast import Baseline
 from mmm_platform.mmm.results import Draws
 
 
@@ -31,6 +32,8 @@ class StoredFit:
     fitted: dict[str, np.ndarray]
     diagnostics: dict
     meta: dict
+    #: the non-media terms a forecast needs; None in fits stored before forecasts existed
+    baseline: Baseline | None = None
 
 
 def _json_default(o):
@@ -45,7 +48,15 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def save_fit(folder: Path, panel: Panel, draws: Draws, fitted: dict, diagnostics: dict, meta: dict) -> Path:
+def save_fit(
+    folder: Path,
+    panel: Panel,
+    draws: Draws,
+    fitted: dict,
+    diagnostics: dict,
+    meta: dict,
+    baseline: Baseline,
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     panel.frame.to_parquet(folder / "panel.parquet", index=False)
     panel.control_stats.to_parquet(folder / "control_stats.parquet", index=False)
@@ -56,6 +67,7 @@ def save_fit(folder: Path, panel: Panel, draws: Draws, fitted: dict, diagnostics
         target_scale=draws.target_scale,
         **{f"sat_{k}": v for k, v in draws.sat.items()},
         **{f"fitted_{k}": v for k, v in fitted.items()},
+        **{f"base_{k}": v for k, v in vars(baseline).items()},
     )
     info = {
         "panel": {
@@ -101,7 +113,15 @@ def load_fit(folder: Path) -> StoredFit:
         target_scale=z["target_scale"],
     )
     fitted = {k[7:]: z[k] for k in z.files if k.startswith("fitted_")}
-    return StoredFit(panel=panel, draws=draws, fitted=fitted, diagnostics=info["diagnostics"], meta=info["meta"])
+    base = {k[5:]: z[k] for k in z.files if k.startswith("base_")}
+    return StoredFit(
+        panel=panel,
+        draws=draws,
+        fitted=fitted,
+        diagnostics=info["diagnostics"],
+        meta=info["meta"],
+        baseline=Baseline(**base) if base else None,
+    )
 
 
 # --- warehouse tables ---------------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""The backtest as a Dagster asset (wiring only: mmm_platform/validate does the work).
+
+Partitioned by refit week like the models, and run by the `mmm` job after the fit: the partition of
+week W scores folds whose newest horizon ends with W's last complete week, their origins the refit
+weeks `horizon_days`, `horizon_days + step_days`, ... before it. It reads the stored refits of
+those weeks, so a backfill of `mmm/fit` over them feeds it, and never fits the MMM itself: a fold
+whose refit is missing gets a row naming the week to backfill. The dependency on `mmm/fit` maps
+each partition to those earlier weeks (from the shipped `assets/models/backtest.yaml`), so a
+backfill of both assets runs each backtest after the refits it reads.
+"""
+
+import warnings
+
+import dagster as dg
+import pandas as pd
+
+from mmm_platform.defs.figures import figure_metadata
+from mmm_platform.defs.mmm import VALIDATION_GROUP, fit_folder, refit_date, refit_partitions
+from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
+from mmm_platform.mmm.config import load_config
+from mmm_platform.mmm.data import DataError
+from mmm_platform.mmm.store import StoredFit, load_fit, with_run, write_table
+from mmm_platform.validate.backtest import (
+    BacktestConfig,
+    Fold,
+    backtest_end,
+    load_backtest_config,
+    load_folds,
+    make_folds,
+    run_backtest,
+)
+from mmm_platform.validate.plots import backtest_figure
+
+TABLE = "validation.backtest"
+
+
+def refit_weeks(cfg: BacktestConfig) -> dg.TimeWindowPartitionMapping:
+    """The refit weeks a partition's folds start at: from `horizon_days` back to the oldest origin,
+    one week further when the partition's own week is not complete yet. The first weeks map to
+    weeks before the first refit, which is no error (a beta parameter: its notice is silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-(cfg.span_days // 7) - 1,
+            end_offset=-(cfg.horizon_days // 7),
+            allow_nonexistent_upstream_partitions=True,
+        )
+
+
+class BacktestRunConfig(dg.Config):
+    config_path: str = ""  # empty: assets/models/backtest.yaml
+    #: the MMM configuration the refits were fitted with; empty: assets/models/mmm.yaml
+    mmm_config_path: str = ""
+
+
+def stored_refit(fold: Fold) -> StoredFit | None:
+    folder = fit_folder(fold.refit_week)
+    return load_fit(folder) if (folder / "fit.json").is_file() else None
+
+
+def _md(df: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=".3g"))
+
+
+@dg.asset(
+    key=["validation", "backtest"],
+    deps=[dg.AssetDep(dg.AssetKey(["mmm", "fit"]), partition_mapping=refit_weeks(load_backtest_config()))],
+    group_name=VALIDATION_GROUP,
+    kinds={"numpy", "duckdb"},
+    partitions_def=refit_partitions,
+    pool=DUCKDB_POOL,
+    description="validation.backtest: rolling-origin folds (assets/models/backtest.yaml) on which the placeholder "
+    "log-log regression and the stored MMM refit of each origin week forecast the held-out weeks; MAPE, RMSE "
+    "and interval coverage of the total revenue per period, per model and fold.",
+)
+def validation_backtest(
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: BacktestRunConfig
+) -> dg.MaterializeResult:
+    cfg = load_backtest_config(config.config_path or None)
+    model_cfg = load_config(config.mmm_config_path or None)
+    with duckdb.get_connection() as con:
+        try:
+            end = backtest_end(con, refit_date(context))
+        except DataError as err:
+            raise dg.Failure(str(err)) from None
+        folds = make_folds(end, cfg)
+        loaded = load_folds(con, model_cfg, folds, stored_refit)
+    scores, predictions = run_backtest(loaded, cfg)
+    rows = with_run(scores, context.run_id, end)
+    with duckdb.get_connection() as con:
+        for model, part in rows.groupby("model", sort=False):  # peers' rows in the table stay
+            write_table(con, TABLE, part, key={"as_of": end, "model": model})
+    ok = scores[scores["status"] == "ok"]
+    summary = ok.groupby("model", sort=False)[["mape", "rmse", "interval_coverage", "mape_train"]].mean()
+    summary.insert(0, "folds_ok", ok.groupby("model", sort=False).size())
+    shown = ["model", "fold", "train_end", "mape", "rmse", "interval_coverage", "mape_train", "status"]
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": end.isoformat(),
+            "dagster/row_count": len(rows),
+            "refit_weeks": dg.MetadataValue.json([f.refit_week for f in folds]),
+            "summary": _md(summary.reset_index()),
+            "folds": _md(scores[shown]),
+            **figure_metadata(backtest_figure(predictions, scores), f"validation/{end.isoformat()}", "backtest_plot"),
+        }
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=[validation_backtest])

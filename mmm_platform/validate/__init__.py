@@ -1,0 +1,1 @@
+"""Out-of-sample validation of the models: the backtest harness (no Dagster)."""
