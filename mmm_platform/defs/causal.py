@@ -13,7 +13,7 @@ import pandas as pd
 
 from mmm_platform.causal.catalog import CHECK_SPECS, IDENTIFYING_ASSUMPTION, PER_EVENT_STUDY
 from mmm_platform.defs.checks import check_result
-from mmm_platform.defs.figures import figure_metadata
+from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 
 GROUP = "causal"
@@ -70,7 +70,7 @@ DESCRIPTIONS = {
 
 def _preview(frame: pd.DataFrame, columns: list[str], rows: int = 40) -> dg.MetadataValue:
     shown = [c for c in columns if c in frame.columns]
-    return dg.MetadataValue.md(frame[shown].head(rows).to_markdown(index=False, floatfmt=",.2f"))
+    return table_metadata(frame[shown].head(rows), floatfmt=",.2f")
 
 
 CHECKS = [

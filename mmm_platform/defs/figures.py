@@ -1,11 +1,12 @@
-"""The one place a core figure (a matplotlib Figure) becomes asset metadata: a small PNG inline in
-markdown, which the asset page shows (Dagster has no plot metadata type), and the full-size PNG as
-a file under MMM_REPORT_DIR/figures/, linked by path."""
+"""The one place core results become what an asset page shows: a figure (a matplotlib Figure) as a
+small PNG inline in markdown (Dagster has no plot metadata type) with the full-size PNG as a file
+under MMM_REPORT_DIR/figures/, linked by path; a table as markdown."""
 
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from mmm_platform.config import get_settings
 from mmm_platform.report.png import png_base64
@@ -25,3 +26,8 @@ def figure_metadata(fig: Any, asset: str, name: str) -> dict[str, dg.MetadataVal
         name: dg.MetadataValue.md(f"![{name}](data:image/png;base64,{inline})"),
         f"{name}_file": dg.MetadataValue.path(str(path)),
     }
+
+
+def table_metadata(frame: pd.DataFrame, floatfmt: str = ".3g") -> dg.MetadataValue:
+    """A frame as a markdown table on the asset page."""
+    return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=floatfmt))

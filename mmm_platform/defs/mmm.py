@@ -23,7 +23,7 @@ import pandas as pd
 from mmm_platform.allocate.optimize import AllocationError, Constraints, allocate, new_plan_id
 from mmm_platform.config import get_settings
 from mmm_platform.defs.checks import check_result
-from mmm_platform.defs.figures import figure_metadata
+from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.partitions import PARTITION_START
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm import plots
@@ -83,10 +83,6 @@ def fits_dir() -> Path:
 
 def fit_folder(partition_key: str) -> Path:
     return fits_dir() / partition_key
-
-
-def _md(df: pd.DataFrame, floatfmt: str = ".3g") -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=floatfmt))
 
 
 def _figures(as_of: dt.date) -> str:
@@ -199,7 +195,9 @@ def mmm_diagnostics(context: dg.AssetExecutionContext, duckdb: WarehouseResource
     row = with_run(diagnostics_row(st.diagnostics), run_id, st.panel.as_of, fit_run_id=st.meta["run_id"])
     with duckdb.get_connection() as con:
         write_table(con, "mmm.diagnostics", row, key={"as_of": st.panel.as_of})
-    return dg.MaterializeResult(metadata={"as_of": st.panel.as_of.isoformat(), "diagnostics": _md(row.T.reset_index())})
+    return dg.MaterializeResult(
+        metadata={"as_of": st.panel.as_of.isoformat(), "diagnostics": table_metadata(row.T.reset_index())}
+    )
 
 
 @dg.asset(
@@ -241,7 +239,7 @@ def mmm_channel_roas(context: dg.AssetExecutionContext, duckdb: WarehouseResourc
         metadata={
             "as_of": as_of.isoformat(),
             "dagster/row_count": len(roas_rows),
-            "roas": _md(nat),
+            "roas": table_metadata(nat),
             "seconds": round(time.perf_counter() - t0, 1),
             **figure_metadata(plots.roas_figure(roas, _truth_roas()), _figures(as_of), "roas_plot"),
             **figure_metadata(
@@ -283,7 +281,7 @@ def mmm_response_curves(context: dg.AssetExecutionContext, duckdb: WarehouseReso
         metadata={
             "as_of": as_of.isoformat(),
             "dagster/row_count": len(rows),
-            "at_current_spend": _md(
+            "at_current_spend": table_metadata(
                 cur[["channel", "current_spend", "expected_revenue", "revenue_lower", "revenue_upper", "mroas"]]
             ),
             **figure_metadata(plots.response_curves_figure(curves), _figures(as_of), "response_curves"),
@@ -349,7 +347,7 @@ def allocator_recommendations(context: dg.AssetExecutionContext, duckdb: Warehou
             "budget_per_period": round(float(cons.total_budget), 2),
             "expected_lift_per_period": round(float(plan["expected_incremental_revenue"].sum()), 2),
             "expected_margin_lift_per_period": round(float(plan["expected_incremental_margin"].sum()), 2),
-            "by_channel": _md(by_channel.reset_index(), floatfmt=",.0f"),
+            "by_channel": table_metadata(by_channel.reset_index(), floatfmt=",.0f"),
             "optimizer": dg.MetadataValue.json(plan.attrs.get("optimizer", {})),
         }
     )

@@ -12,9 +12,8 @@ backfill of both assets runs each backtest after the refits it reads.
 import warnings
 
 import dagster as dg
-import pandas as pd
 
-from mmm_platform.defs.figures import figure_metadata
+from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.mmm import VALIDATION_GROUP, fit_folder, refit_date, refit_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm.config import load_config
@@ -58,10 +57,6 @@ def stored_refit(fold: Fold) -> StoredFit | None:
     return load_fit(folder) if (folder / "fit.json").is_file() else None
 
 
-def _md(df: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=".3g"))
-
-
 @dg.asset(
     key=["validation", "backtest"],
     deps=[dg.AssetDep(dg.AssetKey(["mmm", "fit"]), partition_mapping=refit_weeks(load_backtest_config()))],
@@ -99,8 +94,8 @@ def validation_backtest(
             "as_of": end.isoformat(),
             "dagster/row_count": len(rows),
             "refit_weeks": dg.MetadataValue.json([f.refit_week for f in folds]),
-            "summary": _md(summary.reset_index()),
-            "folds": _md(scores[shown]),
+            "summary": table_metadata(summary.reset_index()),
+            "folds": table_metadata(scores[shown]),
             **figure_metadata(backtest_figure(predictions, scores), f"validation/{end.isoformat()}", "backtest_plot"),
         }
     )

@@ -6,10 +6,7 @@ per day: `x` the spend before the test, `delta_x` its change, `delta_y` the reve
 the standard error of `delta_y`. The model's periods may be weeks, so they are converted here.
 
 `causal.weather_priors` has `variable, mean, sd` in $ per geo-day per unit of the variable.
-
-Until the causal suite writes those tables, `lift_tests_from_experiments` reads the experiments out
-with a simple paired difference in differences (each treated geo against the control geos, log
-revenue, pre-period of the same length), enough to prove the mechanism.
+The experiments are read out once, by the causal suite (mmm_platform/causal/experiments.py).
 """
 
 from __future__ import annotations
@@ -95,66 +92,3 @@ def lift_tests_for_panel(lift: pd.DataFrame | None, panel: Panel) -> pd.DataFram
     out["delta_x"] = np.maximum(out["delta_x"], -out["x"])
     out = out[(out["sigma"] > 0) & (out["x"] >= 0) & (out["delta_x"] != 0)]
     return out.reset_index(drop=True) if not out.empty else None
-
-
-def lift_tests_from_experiments(con: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> pd.DataFrame:
-    """A simple DiD readout of every experiment in raw.experiments that ended by `as_of`, in the
-    `causal.lift_tests` format ($ per day, one row per treated geo).
-
-    For each treated geo: the change in log mean daily revenue from the pre-period (as long as the
-    window, just before it) to the window, minus the same change averaged over the control geos;
-    its SE is the spread of the control geos' changes. `x` is the geo's daily spend on the channel
-    in the pre-period, `delta_x` the experiment's spend change per day (`spend_delta` / days)."""
-    exp = con.execute("SELECT * FROM raw.experiments").df()
-    if exp.empty:
-        return pd.DataFrame(columns=["experiment_id", "channel", "geo", *LIFT_COLUMNS[1:]])
-    rows = []
-    for eid, e in exp.groupby("experiment_id"):
-        start, end = pd.Timestamp(e["start_date"].iloc[0]).date(), pd.Timestamp(e["end_date"].iloc[0]).date()
-        if as_of is not None and end > as_of:
-            continue
-        n = (end - start).days + 1
-        pre0, pre1 = start - dt.timedelta(days=n), start - dt.timedelta(days=1)
-        ch = e["channel"].iloc[0]
-        rev = con.execute(
-            """SELECT geo_id,
-                      avg(revenue) FILTER (WHERE date BETWEEN ? AND ?) AS pre,
-                      avg(revenue) FILTER (WHERE date BETWEEN ? AND ?) AS post
-               FROM features.sales_day GROUP BY geo_id""",
-            [pre0, pre1, start, end],
-        ).df().set_index("geo_id")  # fmt: skip
-        spend = con.execute(
-            """SELECT geo_id, sum(spend) / ? AS pre_spend FROM features.media_channel_day
-               WHERE channel = ? AND date BETWEEN ? AND ? GROUP BY geo_id""",
-            [n, ch, pre0, pre1],
-        ).df().set_index("geo_id")["pre_spend"]  # fmt: skip
-        change = np.log(rev["post"] / rev["pre"])
-        treated = e[e["is_treatment"]]
-        control = e.loc[~e["is_treatment"], "geo_id"]
-        c_change = change.reindex(control).dropna()
-        if len(c_change) < 2:
-            continue
-        se = float(c_change.std(ddof=1) * np.sqrt(1 + 1 / len(c_change)))
-        for _, t in treated.iterrows():
-            g = t["geo_id"]
-            if g not in change.index or not np.isfinite(change[g]):
-                continue
-            did = float(change[g] - c_change.mean())
-            post = float(rev.loc[g, "post"])
-            # revenue the geo would have had without the test: post / exp(did)
-            delta_y = post - post / np.exp(did)
-            rows.append(
-                {
-                    "experiment_id": eid,
-                    "channel": ch,
-                    "geo": g,
-                    "x": float(spend.get(g, 0.0)),
-                    "delta_x": float(t["spend_delta"]) / n if pd.notna(t["spend_delta"]) else np.nan,
-                    "delta_y": delta_y,
-                    "sigma": se * post,
-                    "start_date": start,
-                    "end_date": end,
-                }
-            )
-    out = pd.DataFrame(rows)
-    return out.dropna(subset=["delta_x"]) if not out.empty else out

@@ -20,6 +20,7 @@ from packaging import version
 
 from mmm_platform.config import get_settings
 from mmm_platform.defs.features.project import dbt_project, ensure_manifest
+from mmm_platform.defs.figures import table_metadata
 from mmm_platform.defs.partitions import monthly_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.features.climate import write_geo_clusters
@@ -135,7 +136,7 @@ def geo_cluster(duckdb: WarehouseResource) -> dg.MaterializeResult:
         metadata={
             "k": clusters.k,
             "silhouette_by_k": dg.MetadataValue.json({str(k): s for k, s in clusters.silhouette_by_k.items()}),
-            "cluster_sizes": dg.MetadataValue.md(sizes.to_pandas().to_markdown(index=False)),
+            "cluster_sizes": table_metadata(sizes.to_pandas()),
             "dagster/row_count": clusters.assignments.height,
         }
     )
