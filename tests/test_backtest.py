@@ -22,8 +22,8 @@ import pytest
 from test_mmm_recovery import build_world_warehouse
 
 from mmm_platform.mmm.config import ConfigError, load_config
-from mmm_platform.mmm.data import Panel, load_panel
-from mmm_platform.mmm.forecast import forecast
+from mmm_platform.mmm.data import Panel, load_panel, national_mean
+from mmm_platform.mmm.forecast import extrapolate, forecast
 from mmm_platform.validate.backtest import (
     COLUMNS,
     BacktestConfig,
@@ -198,6 +198,25 @@ def world(tmp_path_factory):
         yield wh, folds
 
 
+def test_the_national_effect_is_carried_forward_with_the_holidays_it_saw():
+    # weekly date effects: a level, a holiday week worth +0.3 (seen once), and noise; the
+    # forecast's eight weeks hold the holiday's next occurrence
+    weeks = pd.date_range("2024-01-01", periods=104, freq="7D")
+    past, future = weeks[:96], weeks[96:]
+    holiday = (weeks.isocalendar().week.to_numpy() == 47).astype(float)[:, None]
+    rng = np.random.default_rng(3)
+    values = 0.5 + 0.3 * holiday[:96, 0] + 0.02 * rng.standard_normal((50, 96))
+    plain, plain_sd = extrapolate(past, values, future, 0, 4)
+    ahead, sd = extrapolate(past, values, future, 0, 4, (holiday[:96], holiday[96:]))
+    week47 = int(np.flatnonzero(holiday[96:, 0])[0])
+    # with the driver the holiday week is forecast at its effect, the others at the level
+    assert ahead[:, week47].mean() == pytest.approx(0.8, abs=0.02)
+    assert np.delete(ahead, week47, axis=1).mean() == pytest.approx(0.5, abs=0.02)
+    # without it the holiday is missed, and its spikes in the past widen the rule's error
+    assert plain[:, week47].mean() == pytest.approx(0.5, abs=0.03)
+    assert sd.mean() < 0.6 * plain_sd.mean()
+
+
 def test_the_stored_refit_forecasts_the_held_out_weeks(world):
     from mmm_platform.defs.validation import stored_refit
 
@@ -215,6 +234,14 @@ def test_the_stored_refit_forecasts_the_held_out_weeks(world):
     # (2 x 100 draws are under outputs.output_draws: all of them are stored)
     fc = forecast(st.panel, st.draws, st.baseline, data.future, np.random.default_rng(0))
     np.testing.assert_allclose(fc.expected[:, : len(st.panel.dates)].mean(axis=0), st.fitted["mean"], rtol=1e-6)
+    # a control's national part, which the date effects absorbed, moves the forecast at the
+    # control's own coefficient: one more unit of it in every future week adds gamma x scale
+    k = int(np.argmax(np.abs(st.baseline.gamma).mean(axis=0)))
+    control = st.panel.controls[k]
+    shifted = data.future.frame.assign(**{national_mean(control): data.future.frame[national_mean(control)] + 1.0})
+    fc2 = forecast(st.panel, st.draws, st.baseline, replace(data.future, frame=shifted), np.random.default_rng(0))
+    added = (fc2.predictive - fc.predictive) / st.draws.target_scale[None, None, :]
+    np.testing.assert_allclose(added, np.broadcast_to(st.baseline.gamma[:, k, None, None], added.shape), atol=1e-9)
 
     rows, predictions = run_backtest(loaded, load_backtest_config())
     got = rows.set_index("model")

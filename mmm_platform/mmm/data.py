@@ -47,6 +47,12 @@ class Panel:
     clusters: dict[str, int] = field(default_factory=dict)
     #: dropped, with the reason (constant control, channel without spend ...)
     dropped: dict[str, str] = field(default_factory=dict)
+    #: columns of `frame` the model does not see: standardised controls that are the same in every
+    #: geo on each date (holidays, paydays), which the date effects absorb in the fit; known for
+    #: future periods, they carry the date effects forward in a forecast (`forecast.py`). Beside
+    #: them, with date effects, `national_mean(c)` of each control `c`: its mean over geos on each
+    #: date, net of each geo's mean and cycle, the part of it the date effects absorb
+    national: list[str] = field(default_factory=list)
 
     @property
     def dates(self) -> pd.DatetimeIndex:
@@ -76,6 +82,11 @@ class Panel:
 
     def groups(self) -> list[str]:
         return sorted(set(self.channel_groups.values()))
+
+
+def national_mean(control: str) -> str:
+    """The frame's column with the national part of `control` (see `Panel.national`)."""
+    return f"{control}__national_mean"
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
@@ -311,7 +322,8 @@ def load_panel(
     # standardise controls; drop constant ones (an event that never happens in the window), and
     # with date effects the national ones (the same in every geo on each date: collinear with them)
     stats = []
-    kept = []
+    kept: list[str] = []
+    national: list[str] = []
     fit = frame["date"] <= cutoff
     for c in controls:
         x = frame[c].astype(float)
@@ -320,20 +332,30 @@ def load_panel(
             dropped[f"control:{c}"] = "constant in the window"
             frame = frame.drop(columns=c)
             continue
+        z = ((x - mean) / sd).fillna(0.0)
         if cfg.seasonality.date_effects and frame[fit].groupby("date")[c].std().fillna(0).max() < 1e-9 * sd:
             dropped[f"control:{c}"] = "the same in every geo on each date: the date effects hold it"
-            frame = frame.drop(columns=c)
+            if c != "trend":  # a forecast carries the recent level, not the window's trend
+                frame[c] = z
+                national.append(c)
+            else:
+                frame = frame.drop(columns=c)
             continue
         # standardised, then centred within each geo: a geo's average level of a control is in
         # its intercept, so the two do not trade off in the sampler
-        z = ((x - mean) / sd).fillna(0.0)
         frame[c] = z - frame["geo"].map(z[fit].groupby(frame["geo"][fit]).mean())
         stats.append({"control": c, "mean": mean, "sd": sd, "missing_share": na})
         kept.append(c)
 
     if kept:
-        frame = partial_out(frame, kept, cfg.seasonality.yearly_fourier, cfg.seasonality.date_effects, fit)
-    kept = _drop_collinear(frame[frame["date"] <= cutoff], kept, dropped)
+        order = cfg.seasonality.yearly_fourier
+        partialled = partial_out(frame, kept, order, cfg.seasonality.date_effects, fit)
+        if cfg.seasonality.date_effects:  # what the date effects take of each control, for a forecast
+            means = partial_out(frame, kept, order, False, fit).groupby("date")[kept].transform("mean")
+            partialled[[national_mean(c) for c in kept]] = means.to_numpy()
+        frame = partialled
+    standardised, kept = kept, _drop_collinear(frame[frame["date"] <= cutoff], kept, dropped)
+    frame = frame.drop(columns=[national_mean(c) for c in standardised if c not in kept], errors="ignore")
     stats = [s for s in stats if s["control"] in kept]
 
     geos = sorted(frame["geo"].unique())
@@ -352,4 +374,5 @@ def load_panel(
         geos=geos,
         clusters={g: int(clusters[g]) for g in geos if g in clusters},
         dropped=dropped,
+        national=national,
     )

@@ -8,9 +8,13 @@ where `media` is the numpy forward pass of `results.py` (carry-over from the ref
 into the future), `level` is the intercept net of the geo's mean media (the model centres media),
 and `national` is what moves every geo at once: the date effects net of the national media the
 centring moved into them. Every term but `national` is known for a future period from its spend and
-controls; `national` is carried forward at its level of the last four weeks (plus the yearly
-cycle once a year of history exists), and the error that rule makes on the refit's own periods
-joins the model's noise in the predictive draws. The forecast's `expected` rebuilds the model's own `mu` over the refit's periods
+controls. Of `national`, the part the controls explain is known too: the date effects absorbed each
+control's mean over geos (the model sees only each geo's deviation from it), at the control's own
+coefficient. The rest is regressed on what moves every geo at once and is known ahead (the panel's
+`national` columns: holidays, events, paydays, the December season), then carried forward at the
+level of its last four weeks, plus those drivers and the yearly cycle once a year of history
+exists; the error that rule makes on the refit's own periods joins the model's noise in the
+predictive draws. The forecast's `expected` rebuilds the model's own `mu` over the refit's periods
 too (the tests compare them), so a forecast extends exactly what was fitted.
 """
 
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from mmm_platform.mmm.data import Panel, fourier_basis
+from mmm_platform.mmm.data import Panel, fourier_basis, national_mean
 from mmm_platform.mmm.results import Draws, contributions, posterior_dataset, stacked, thin_index
 
 if TYPE_CHECKING:  # the model imports PyMC; a forecast needs only the draws
@@ -91,18 +95,25 @@ def calendar_basis(dates: pd.DatetimeIndex, origin: dt.date, history_days: int, 
 
 
 def extrapolate(
-    past: pd.DatetimeIndex, values: np.ndarray, future: pd.DatetimeIndex, n_order: int, level_periods: int
+    past: pd.DatetimeIndex,
+    values: np.ndarray,
+    future: pd.DatetimeIndex,
+    n_order: int,
+    level_periods: int,
+    drivers: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row of `values` (S, T) carried to `future` (H periods): the level of its last
-    `level_periods`, plus the yearly cycle (fitted with a trend) once a year of history exists.
-    A trend over the whole window extrapolates whatever part of the season the window ends in;
-    a recent level does not. Returns ((S, H) forecast, (S, H) sd of that rule's error h periods
-    ahead, measured on the past)."""
+    `level_periods`, plus the yearly cycle (fitted with a trend) once a year of history exists, plus
+    the effect of `drivers` ((T, K) over the past, (H, K) over the future: national calendar
+    columns), fitted with them. A trend over the whole window extrapolates whatever part of the
+    season the window ends in; a recent level does not. Returns ((S, H) forecast, (S, H) sd of that
+    rule's error h periods ahead, measured on the past)."""
     history = (past[-1] - past[0]).days
-    a = calendar_basis(past, past[0].date(), history, n_order)
-    b = calendar_basis(future, past[0].date(), history, n_order)
-    coef, *_ = np.linalg.lstsq(a, values.T, rcond=None)  # (P, S): constant, trend, cycle
-    rest = values - (a[:, 2:] @ coef[2:]).T  # without the cycle
+    x_past, x_future = drivers if drivers is not None else (np.zeros((len(past), 0)), np.zeros((len(future), 0)))
+    a = np.column_stack([calendar_basis(past, past[0].date(), history, n_order), x_past])
+    b = np.column_stack([calendar_basis(future, past[0].date(), history, n_order), x_future])
+    coef, *_ = np.linalg.lstsq(a, values.T, rcond=None)  # (P, S): constant, trend, cycle, drivers
+    rest = values - (a[:, 2:] @ coef[2:]).T  # without the cycle and the drivers
     n = min(level_periods, len(past) - 1)
     ahead = rest[:, -n:].mean(axis=1)[:, None] + (b[:, 2:] @ coef[2:]).T
     csum = np.concatenate([np.zeros((len(values), 1)), np.cumsum(rest, axis=1)], axis=1)
@@ -129,16 +140,24 @@ def forecast(panel: Panel, draws: Draws, base: Baseline, future: Panel, rng: np.
     if future.dates[0] != panel.dates[-1] + step:
         raise ValueError(f"the future starts {future.dates[0].date()}, not right after the refit's last period")
     n_t = len(panel.dates)
-    fut = future.frame.reindex(columns=["date", "geo", *panel.channels, *panel.controls], fill_value=0.0)
+    explained = [c for c in panel.controls if national_mean(c) in panel.frame]  # none in older refits
+    means = [national_mean(c) for c in explained]
+    columns = ["date", "geo", *panel.channels, *panel.controls, *panel.national, *means]
+    fut = future.frame.reindex(columns=columns, fill_value=0.0)
     fut_panel = replace(future, frame=fut, channels=panel.channels, controls=panel.controls)
     spend = np.concatenate([panel.spend(), fut_panel.spend()])  # (T + H, G, C)
     media = contributions(spend, draws).sum(axis=3) / draws.target_scale[None, None, :]  # (S, T + H, G)
     level = base.intercept - media[:, :n_t].mean(axis=1)  # (S, G)
     if base.date_effect.shape[1]:
         national = base.date_effect - media[:, :n_t].mean(axis=2) + media[:, :n_t].mean(axis=(1, 2))[:, None]
+        x_mean = np.concatenate([panel.cube(means)[:, 0], fut_panel.cube(means)[:, 0]])  # (T + H, K'): per date
+        by_controls = x_mean @ base.gamma[:, [panel.controls.index(c) for c in explained]].T  # (T + H, S)
         recent = -(-LEVEL_DAYS // step.days)
-        national_ahead, nat_sd = extrapolate(panel.dates, national, future.dates, base.n_order, recent)
-        national = np.concatenate([national, national_ahead], axis=1)
+        drivers = (panel.cube(panel.national)[:, 0], fut_panel.cube(panel.national)[:, 0])  # the same in every geo
+        rest_ahead, nat_sd = extrapolate(
+            panel.dates, national - by_controls[:n_t].T, future.dates, base.n_order, recent, drivers
+        )
+        national = np.concatenate([national, rest_ahead + by_controls[n_t:].T], axis=1)
     else:
         national, nat_sd = np.zeros(media.shape[:2]), np.zeros((media.shape[0], len(future.dates)))
     dates = panel.dates.append(future.dates)

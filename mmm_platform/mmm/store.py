@@ -79,6 +79,7 @@ def save_fit(
             "geos": panel.geos,
             "clusters": panel.clusters,
             "dropped": panel.dropped,
+            "national": panel.national,
         },
         "form": draws.form,
         "diagnostics": diagnostics,
@@ -103,6 +104,7 @@ def load_fit(folder: Path) -> StoredFit:
         geos=p["geos"],
         clusters={k: int(v) for k, v in p["clusters"].items()},
         dropped=p["dropped"],
+        national=p.get("national", []),  # none in a refit stored before they were kept
     )
     z = np.load(folder / "draws.npz")
     draws = Draws(
