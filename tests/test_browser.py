@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from dagster_services import BIN, Services, answers, free_port, graphql, wait_until
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, load_config
 from mmm_platform.quality.checks import CHECKS
@@ -41,7 +41,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-#: the webserver's "Join the Dagster community" dialog (shown on loopback) stays closed once dismissed
+#: the webserver's "Join the Dagster community" dialog (shown on loopback, over every page): dismissed
+#: in advance, as its Skip button dismisses it
 NO_COMMUNITY_DIALOG = "try { localStorage.setItem('communityNux', '\"1\"'); } catch (e) {}"
 #: a lift statement as the causal suite writes it (mmm_platform/causal/evidence.py)
 LIFT_STATEMENT = re.compile(r"^Weather drove [+-]\$[\d,.]+k? of revenue .*\(95% CI .+, p [=<] [\d.]+\)\.$")
@@ -92,7 +93,7 @@ class Shots:
             shutil.copyfile(path, folder / path.name)
 
 
-def _show_markdown(page: Page, key: str):
+def _show_markdown(page: Page, key: str) -> Locator:
     """Open the markdown metadata entry `key` of an asset page; the dialog that renders it."""
     page.get_by_role("row").filter(has=page.get_by_text(key, exact=True)).get_by_text("[Show Markdown]").click()
     return page.get_by_role("dialog")
