@@ -99,6 +99,72 @@ def _show_markdown(page: Page, key: str) -> Locator:
     return page.get_by_role("dialog")
 
 
+def _check_pages(page: Page, base: str, shots: Shots, statement: str, report: Path) -> None:
+    """The asset graph, raw/geo's checks, a lift statement, a chart, and the report's page."""
+    # the asset graph: the raw group's nodes, each with its checks' state
+    page.goto(f"{base}/locations/mmm_platform/asset-groups/raw")
+    geo_node = page.locator("[class*=AssetNode_assetNodeBox]").filter(has=page.locator("[data-tooltip='geo']"))
+    expect(geo_node).to_contain_text(f"{len(GEO_CHECKS)} / {len(GEO_CHECKS)} Passed")
+    assert page.locator("[class*=AssetNode_assetNodeBox]").count() > 1
+    shots.take(page, "1_asset_graph")
+
+    # check results: every check of raw/geo passed in the CLI's run
+    page.goto(f"{base}/assets/raw/geo?view=checks")
+    for name in GEO_CHECKS:
+        expect(page.get_by_text(name, exact=True).first).to_be_visible()
+    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(GEO_CHECKS))
+    shots.take(page, "2_checks")
+
+    # a lift statement in causal/lift's metadata
+    page.goto(f"{base}/assets/causal/lift")
+    expect(_show_markdown(page, "statements")).to_contain_text(statement)
+    shots.take(page, "3_lift_statement")
+
+    # a chart: the IV-against-OLS plot of causal/weather_effects, an inline PNG that decodes
+    page.goto(f"{base}/assets/causal/weather_effects")
+    plot = _show_markdown(page, "plot").locator("img[src^='data:image/png']")
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.complete && img.naturalWidth") > 0
+    shots.take(page, "4_chart")
+
+    # the HTML report, opened from its file as a reader would
+    page.goto(report.as_uri())
+    expect(page.locator("ul.evidence").first).to_contain_text(statement)
+    shots.take(page, "5_report", full_page=True)
+
+
+def _materialize_from_ui(page: Page, base: str, port: int, services: Services, shots: Shots) -> tuple[float, dict]:
+    """raw/geo's asset page -> Materialize, until the run succeeds: seconds from the click, the run."""
+    page.goto(f"{base}/assets/raw/geo")
+    before = {r["runId"] for r in _runs(port)}
+    materialize = page.get_by_role("button").filter(has_text=re.compile(r"^Materialize$"))
+    t0 = time.perf_counter()
+    materialize.click()
+    run_id = wait_until(
+        "a run launched from the UI",
+        services,
+        lambda: next((r["runId"] for r in _runs(port) if r["runId"] not in before), None),
+        timeout_s=60,
+        every_s=0.2,
+    )
+    run = wait_until(
+        "the UI's run finished",
+        services,
+        lambda: next((r for r in _runs(port, [run_id]) if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")), None),
+        timeout_s=120,
+        every_s=0.2,
+    )
+    ui_s = time.perf_counter() - t0
+    assert run["status"] == "SUCCESS", services.tails()
+    assert {"key": "dagster/from_ui", "value": "true"} in run["tags"]
+    page.goto(f"{base}/runs/{run_id}")
+    expect(page.get_by_text("Success", exact=True).first).to_be_visible()
+    expect(page.get_by_text("Loading run logs")).to_have_count(0)
+    expect(page.get_by_text("RUN_SUCCESS").first).to_be_visible()
+    shots.take(page, "6_ui_run")
+    return ui_s, run
+
+
 def test_ui_shows_graph_checks_evidence_and_charts_and_materializes_like_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -162,7 +228,7 @@ def test_ui_shows_graph_checks_evidence_and_charts_and_materializes_like_the_cli
         assert location["locationOrLoadError"]["__typename"] == "RepositoryLocation", services.tails()
 
         with sync_playwright() as pw:
-            browser = pw.chromium.launch_persistent_context(
+            browser = pw.chromium.launch_persistent_context(  # a fresh profile: no state of another run
                 tmp_path / "chromium-profile",
                 executable_path=chromium,
                 args=CHROMIUM_ARGS,
@@ -172,69 +238,12 @@ def test_ui_shows_graph_checks_evidence_and_charts_and_materializes_like_the_cli
             browser.set_default_timeout(60_000)  # two shared cores: a page can take seconds
             browser.add_init_script(NO_COMMUNITY_DIALOG)
             page = browser.new_page()
-
-            # the asset graph: the raw group's nodes, each with its checks' state
-            page.goto(f"{base}/locations/mmm_platform/asset-groups/raw")
-            geo_node = page.locator("[class*=AssetNode_assetNodeBox]").filter(has=page.locator("[data-tooltip='geo']"))
-            expect(geo_node).to_contain_text(f"{len(GEO_CHECKS)} / {len(GEO_CHECKS)} Passed")
-            assert page.locator("[class*=AssetNode_assetNodeBox]").count() > 1
-            shots.take(page, "1_asset_graph")
-
-            # check results: every check of raw/geo passed in the CLI's run
-            page.goto(f"{base}/assets/raw/geo?view=checks")
-            for name in GEO_CHECKS:
-                expect(page.get_by_text(name, exact=True).first).to_be_visible()
-            expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(GEO_CHECKS))
-            shots.take(page, "2_checks")
-
-            # a lift statement in causal/lift's metadata
-            page.goto(f"{base}/assets/causal/lift")
-            expect(_show_markdown(page, "statements")).to_contain_text(statement)
-            shots.take(page, "3_lift_statement")
-
-            # a chart: the IV-against-OLS plot of causal/weather_effects, an inline PNG that decodes
-            page.goto(f"{base}/assets/causal/weather_effects")
-            plot = _show_markdown(page, "plot").locator("img[src^='data:image/png']")
-            expect(plot).to_be_visible()
-            assert plot.evaluate("img => img.complete && img.naturalWidth") > 0
-            shots.take(page, "4_chart")
-
-            # the HTML report, opened from its file as a reader would
-            page.goto((reports / "report.html").as_uri())
-            expect(page.locator("ul.evidence").first).to_contain_text(statement)
-            shots.take(page, "5_report", full_page=True)
-
-            # a materialization from the UI: raw/geo's asset page -> Materialize, until the run succeeds
-            page.goto(f"{base}/assets/raw/geo")
-            before = {r["runId"] for r in _runs(port)}
-            materialize = page.get_by_role("button").filter(has_text=re.compile(r"^Materialize$"))
-            t0 = time.perf_counter()
-            materialize.click()
-            run_id = wait_until(
-                "a run launched from the UI",
-                services,
-                lambda: next((r["runId"] for r in _runs(port) if r["runId"] not in before), None),
-                timeout_s=60,
-                every_s=0.2,
-            )
-            run = wait_until(
-                "the UI's run finished",
-                services,
-                lambda: next(
-                    (r for r in _runs(port, [run_id]) if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")), None
-                ),
-                timeout_s=120,
-                every_s=0.2,
-            )
-            ui_s = time.perf_counter() - t0
-            assert run["status"] == "SUCCESS", services.tails()
-            assert {"key": "dagster/from_ui", "value": "true"} in run["tags"]
-            page.goto(f"{base}/runs/{run_id}")
-            expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-            expect(page.get_by_text("Loading run logs")).to_have_count(0)
-            expect(page.get_by_text("RUN_SUCCESS").first).to_be_visible()
-            shots.take(page, "6_ui_run")
-            browser.close()
+            try:
+                _check_pages(page, base, shots, statement, reports / "report.html")
+                ui_s, run = _materialize_from_ui(page, base, port, services, shots)
+            except BaseException:
+                shots.take(page, "failed")  # what the page showed when the test failed
+                raise
 
         # the same work from the command line, against the same instance and warehouse
         cli_s = cli("ingest", "--full", "--tables", "geo")
