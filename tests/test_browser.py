@@ -5,7 +5,7 @@ check results, a causal lift statement and a chart in the asset metadata, and th
 then it materializes `raw/geo` from its asset page and times that against the same work from the
 command line (issue 6: a UI materialization of one raw asset within about twice the CLI's time).
 
-`pytest -m browser tests/test_browser.py` (about 2.5 minutes); skipped without a Chromium binary.
+`pytest -m browser tests/test_browser.py` (2.5 to 3 minutes); skipped without a Chromium binary.
 Screenshots go to `<tmp_path>/screenshots` and, when MMM_SCREENSHOT_DIR is set, there too; the
 times and the folders are printed past pytest's capture.
 """
