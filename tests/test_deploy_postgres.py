@@ -9,25 +9,20 @@ the daemon runs it, and the runs, materializations, ticks and pool limit are rea
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import pwd
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 import yaml
+from dagster_services import BIN, Services, answers, free_port, graphql, wait_until
 
 from mmm_platform.simulate import WorldConfig, simulate, write_landing
 
@@ -35,10 +30,7 @@ pytestmark = pytest.mark.deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "postgres"
-#: dagster, dagster-webserver, dagster-daemon and mmm-platform of the interpreter running the tests
-BIN = Path(sys.executable).parent
 WEATHER_TABLES = ("weather_observed", "weather_forecast")
-TIMEOUT_S = 300
 
 
 def _pg_bin() -> Path | None:
@@ -75,12 +67,6 @@ def _run(command: list[str], log: Path | None = None) -> None:
         pytest.fail(f"{' '.join(command)} exited with {done.returncode}:\n{done.stdout}{done.stderr}{server_log}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def postgres() -> Iterator[dict[str, str]]:
     """A throwaway cluster with a password, on a free loopback port; yields the DAGSTER_POSTGRES_*
@@ -95,7 +81,7 @@ def postgres() -> Iterator[dict[str, str]]:
     # outside pytest's tmp_path (private to this user): the `postgres` user must reach it, and the
     # server's socket path may not exceed 107 bytes
     base = Path(tempfile.mkdtemp(prefix="mmm-pg-"))
-    password, port = secrets.token_hex(8), _free_port()
+    password, port = secrets.token_hex(8), free_port()
     (base / "pwfile").write_text(password)
     if as_server:
         shutil.chown(base, "postgres")
@@ -127,73 +113,6 @@ def postgres() -> Iterator[dict[str, str]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-class Services:
-    """The compose services as local processes, each in its own process group (the code server
-    starts a gRPC server and run workers under it), with its output in a log file."""
-
-    def __init__(self, logs: Path, env: dict[str, str], cwd: Path) -> None:
-        self.logs, self.env, self.cwd = logs, env, cwd
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, *command: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen(
-            [str(BIN / command[0]), *command[1:]],
-            env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def tails(self) -> str:
-        """The end of every service's log, for a failure message."""
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log"))
-        )
-
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            assert proc.poll() is None, f"{name} exited with {proc.returncode}\n{self.tails()}"
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def _wait(what: str, services: Services, ready, timeout_s: float = TIMEOUT_S):
-    """Poll `ready()` every second until it returns something truthy; fail with the logs."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        services.check_alive()
-        result = ready()
-        if result:
-            return result
-        time.sleep(1)
-    pytest.fail(f"{what}: not after {timeout_s} s\n{services.tails()}")
-
-
-def _graphql(port: int, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except OSError:
-        return False
-
-
 START_SENSOR = """
 mutation ($selector: SensorSelector!) {
   startSensor(sensorSelector: $selector) {
@@ -212,7 +131,7 @@ def test_sensor_run_is_recorded_in_postgres(postgres: dict[str, str], tmp_path: 
     shutil.copytree(world / "geo", landing / "geo")  # the weather tables' geo_id must be known
     home.mkdir()
     shutil.copyfile(DEPLOY / "dagster.yaml", home / "dagster.yaml")  # as the compose `init` service does
-    grpc_port, web_port = _free_port(), _free_port()
+    grpc_port, web_port = free_port(), free_port()
     env = {
         **os.environ,
         **postgres,
@@ -263,20 +182,22 @@ def test_sensor_run_is_recorded_in_postgres(postgres: dict[str, str], tmp_path: 
             )
             assert cli.returncode == 0, cli.stdout + cli.stderr
             health = [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(grpc_port)]
-            _wait("code server healthy", services, lambda: subprocess.run(health, capture_output=True).returncode == 0)
+            wait_until(
+                "code server healthy", services, lambda: subprocess.run(health, capture_output=True).returncode == 0
+            )
             services.start("webserver", "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(web_port))
             services.start("daemon", "dagster-daemon", "run", "-w", workspace)
             for table in WEATHER_TABLES:  # new weather files land
                 shutil.copytree(world / table, landing / table)
-            _wait("webserver up", services, lambda: _answers(f"http://127.0.0.1:{web_port}/server_info"))
+            wait_until("webserver up", services, lambda: answers(f"http://127.0.0.1:{web_port}/server_info"))
             selector = {
                 "repositoryLocationName": "mmm_platform",
                 "repositoryName": "__repository__",  # the one repository of a Definitions object
                 "sensorName": "weather_files",
             }
-            started = _graphql(web_port, START_SENSOR, {"selector": selector})["data"]["startSensor"]
+            started = graphql(web_port, START_SENSOR, {"selector": selector})["data"]["startSensor"]
             assert started.get("sensorState") == {"status": "RUNNING"}, started
-            run_id, status = _wait("the sensor's run finished", services, weather_run_done)
+            run_id, status = wait_until("the sensor's run finished", services, weather_run_done)
             assert status == "SUCCESS", services.tails()
         finally:
             services.stop()
