@@ -33,7 +33,7 @@ SOURCES = {
     "mmm.response_curves": Source("mmm/response_curves", _REFIT),
     "mmm.diagnostics": Source("mmm/diagnostics", _REFIT),
     "allocator.recommendations": Source("allocator/recommendations", _REFIT),
-    "validation.backtest": Source("", "no asset of the platform writes it yet: backtests are still to come"),
+    "validation.backtest": Source("validation/backtest", _REFIT),
 }
 
 #: the tables one refit writes, all with the refit's as_of
