@@ -249,6 +249,8 @@ def test_the_stored_refit_forecasts_the_held_out_weeks(world):
     assert list(got["status"]) == ["ok", "ok"]
     mmm = got.loc["mmm"]
     assert np.isfinite(mmm["mape"]) and mmm["mape"] < 0.15 and mmm["rmse"] > 0
+    # the bar on this world's one fold (3.9 % against 14.3 % when written)
+    assert mmm["mape"] < 0.8 * got.loc["placeholder", "mape"]
     assert 0 <= mmm["interval_coverage"] <= 1 and 0 <= mmm["interval_coverage_geo"] <= 1
     assert set(predictions["model"]) == {"actual", "placeholder", "mmm"}
 
