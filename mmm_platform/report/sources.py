@@ -33,7 +33,10 @@ SOURCES = {
     "mmm.response_curves": Source("mmm/response_curves", _REFIT),
     "mmm.diagnostics": Source("mmm/diagnostics", _REFIT),
     "allocator.recommendations": Source("allocator/recommendations", _REFIT),
-    "validation.backtest": Source("", "no asset of the platform writes it yet: backtests are still to come"),
+    "validation.backtest": Source("validation/backtest", _REFIT),
+    "validation.model_comparison": Source(
+        "validation/model_comparison", _REFIT + "; the peers need their environments (`make peers`)"
+    ),
 }
 
 #: the tables one refit writes, all with the refit's as_of
