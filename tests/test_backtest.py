@@ -298,6 +298,8 @@ def test_the_comparison_asset_sets_the_refit_beside_the_peers_and_the_truth(worl
     assert result.success
     md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
     assert md["comparison"].value.startswith("| model")
+    assert md["peers"].value["lightweight_mmm"]["controls"] == ["temp_mean_c", "discount_depth"]
+    assert md["peers"].value["robyn"].startswith("environment ")
     truth = json.loads((Path(str(wh)).parent / "landing" / "truth.json").read_text())["channels"]
     with duckdb.connect(str(wh), read_only=True) as con:
         rows = con.execute("SELECT * FROM validation.model_comparison ORDER BY rowid").df()

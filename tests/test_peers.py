@@ -76,7 +76,8 @@ if mode == "nan":
 
 
 def fake_peers(tmp: Path, **modes: str) -> PeersConfig:
-    """Both peers played by FAKE, in an 'environment' whose python runs this interpreter."""
+    """The shipped peers' settings, both played by FAKE in an 'environment' whose python runs this
+    interpreter."""
     env = tmp / "env"
     (env / "bin").mkdir(parents=True, exist_ok=True)
     python = env / "bin" / "python"
@@ -89,7 +90,7 @@ def fake_peers(tmp: Path, **modes: str) -> PeersConfig:
         name: Backend(env=str(env), runner=str(runner), timeout_s=120, settings={"mode": modes.get(name, "ok")})
         for name in PEERS
     }
-    return PeersConfig(**backends)
+    return load_backtest_config().peers.model_copy(update=backends)
 
 
 def national(n_train: int, horizon: pd.DatetimeIndex, channels: list[str], seed: int = 0) -> PeerData:

@@ -151,6 +151,10 @@ def validation_model_comparison(
             "as_of": origin.isoformat(),
             "dagster/row_count": len(rows),
             "comparison": table_metadata(rows[shown]),
+            # what each runner reports of its own fit (R-hat, divergences; NRMSE, DECOMP.RSSD ...)
+            "peers": dg.MetadataValue.json(
+                {n: r if isinstance(r, str) else {"seconds": round(r.seconds, 1), **r.info} for n, r in peers.items()}
+            ),
         }
     )
 

@@ -323,7 +323,6 @@ def peer_predictor(name: str) -> Predictor:
         except PeerError as err:
             raise Unavailable(str(err)) from None
 
-    predict.__doc__ = f"{name}, fitted on the peers' national days before the origin (validate/peers.py)."
     return predict
 
 
