@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # One planned event per asset for a run over many partitions (docs/architecture.md, "Events").
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := true
 
-.PHONY: setup demo run ingest test lint dev bench clean
+.PHONY: setup demo run ingest test lint dev bench clean peers
 
 setup: $(STAMP)
 
@@ -49,5 +49,22 @@ dev: setup $(DAGSTER_HOME)/dagster.yaml    ## the Dagster UI on http://localhost
 bench: setup                               ## platform figures through the CLI (bench/platform.py)
 	$(BIN)/python bench/platform.py
 
+# The backtest's peers (docs/validation.md): LightweightMMM and Robyn, each in its own environment
+# under .venv-peers/ (a subprocess runs them), every package pinned in peers/<name>/requirements.txt.
+PEER_PYTHON ?= python3.11
+PEERS_DIR := .venv-peers
+peers: $(PEERS_DIR)/lightweight_mmm/.installed $(PEERS_DIR)/robyn/.installed  ## build the peers' environments
+
+$(PEERS_DIR)/%/.installed: peers/%/requirements.txt
+	@if [ "$*" = robyn ] && ! Rscript -e 'library(glmnet)' >/dev/null 2>&1; then \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive sh -c 'apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends r-base-core r-cran-glmnet'; fi
+	rm -rf $(PEERS_DIR)/$*
+	$(PEER_PYTHON) -m venv $(PEERS_DIR)/$*
+	$(PEERS_DIR)/$*/bin/python -m pip install -q --upgrade pip
+	RPY2_CFFI_MODE=ABI $(PEERS_DIR)/$*/bin/python -m pip install -q --no-deps -r peers/$*/requirements.txt
+	@touch $@
+
 clean:
-	rm -rf $(VENV) data .dagster_home dbt_project/target
+	rm -rf $(VENV) $(PEERS_DIR) data .dagster_home dbt_project/target

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from test_mmm_recovery import build_world_warehouse
 
 from mmm_platform.mmm.config import ConfigError, load_config
@@ -49,7 +51,7 @@ SUNDAY = dt.date(2025, 6, 29)
 
 def test_folds_start_at_refit_weeks_and_their_horizons_follow_the_origin():
     cfg = load_backtest_config()
-    assert (cfg.folds, cfg.horizon_days, cfg.models) == (4, 28, ["placeholder", "mmm"])
+    assert (cfg.folds, cfg.horizon_days, cfg.models) == (4, 28, ["placeholder", "mmm", "lightweight_mmm", "robyn"])
     folds = make_folds(SUNDAY, cfg)
     assert [f.number for f in folds] == [1, 2, 3, 4]
     assert folds[-1].test_end == SUNDAY
@@ -164,10 +166,10 @@ def test_the_metrics_are_those_of_the_total_per_period():
 def _mmm_job() -> dg.JobDefinition:
     from mmm_platform.defs import mmm as m
     from mmm_platform.defs.resources import WarehouseResource
-    from mmm_platform.defs.validation import validation_backtest
+    from mmm_platform.defs.validation import validation_backtest, validation_model_comparison
 
     defs = dg.Definitions(
-        assets=[m.mmm_fit, validation_backtest],
+        assets=[m.mmm_fit, validation_backtest, validation_model_comparison],
         jobs=[m.mmm_job],
         resources={"duckdb": WarehouseResource()},
         executor=dg.in_process_executor,
@@ -177,14 +179,18 @@ def _mmm_job() -> dg.JobDefinition:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The warehouse of a 4-geo, 300-day world, its folds, and the stored refit of the newest
-    fold's origin week only (the asset then has three folds without one)."""
+    """The warehouse of a 4-geo, 300-day world (its truth.json in the landing zone), its folds, and
+    the stored refit of the newest fold's origin week only (the asset then has three folds without
+    one)."""
     from mmm_platform.validate.backtest import backtest_end
 
     folder = tmp_path_factory.mktemp("backtest_world")
-    wh, _ = build_world_warehouse(folder, n_geos=4, n_days=300, seed=5)
+    wh, truth = build_world_warehouse(folder, n_geos=4, n_days=300, seed=5)
+    (folder / "landing").mkdir()
+    (folder / "landing" / "truth.json").write_text(json.dumps(truth))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMM_WAREHOUSE", str(wh))
+        mp.setenv("MMM_LANDING_DIR", str(folder / "landing"))
         mp.setenv("MMM_REPORT_DIR", str(folder / "reports"))
         with duckdb.connect(str(wh), read_only=True) as con:
             folds = make_folds(backtest_end(con, dt.date(2100, 1, 1)), load_backtest_config())
@@ -243,7 +249,9 @@ def test_the_stored_refit_forecasts_the_held_out_weeks(world):
     added = (fc2.predictive - fc.predictive) / st.draws.target_scale[None, None, :]
     np.testing.assert_allclose(added, np.broadcast_to(st.baseline.gamma[:, k, None, None], added.shape), atol=1e-9)
 
-    rows, predictions = run_backtest(loaded, load_backtest_config())
+    rows, predictions = run_backtest(
+        loaded, load_backtest_config().model_copy(update={"models": ["placeholder", "mmm"]})
+    )
     got = rows.set_index("model")
     print(got[["mape", "rmse", "interval_coverage", "mape_geo", "mape_train"]].to_string())
     assert list(got["status"]) == ["ok", "ok"]
@@ -255,12 +263,17 @@ def test_the_stored_refit_forecasts_the_held_out_weeks(world):
     assert set(predictions["model"]) == {"actual", "placeholder", "mmm"}
 
 
-def test_the_asset_writes_the_table_and_names_the_missing_refits(world):
+def test_the_asset_writes_the_table_and_names_the_missing_refits(world, tmp_path):
     wh, folds = world
     week = (folds[-1].test_end - dt.timedelta(days=6)).isoformat()  # its last complete week ends the newest horizon
     job = _mmm_job()
     only = [dg.AssetKey(["validation", "backtest"])]
-    first = job.execute_in_process(partition_key=week, instance=dg.DagsterInstance.ephemeral(), asset_selection=only)
+    own = tmp_path / "backtest.yaml"  # the platform's models only: the peers' asset runs are tested in test_peers
+    own.write_text(yaml.safe_dump({"models": ["placeholder", "mmm"]}))
+    run_config = {"ops": {"validation__backtest": {"config": {"config_path": str(own)}}}}
+    first = job.execute_in_process(
+        partition_key=week, instance=dg.DagsterInstance.ephemeral(), asset_selection=only, run_config=run_config
+    )
     assert first.success
     md = first.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
     assert md["refit_weeks"].value == [f.refit_week for f in folds]
@@ -282,10 +295,53 @@ def test_the_asset_writes_the_table_and_names_the_missing_refits(world):
     for f in folds[:3]:
         assert status["mmm", f.number] == f"no refit for week {f.refit_week}: backfill mmm/fit over that week"
 
-    again = job.execute_in_process(partition_key=week, instance=dg.DagsterInstance.ephemeral(), asset_selection=only)
+    again = job.execute_in_process(
+        partition_key=week, instance=dg.DagsterInstance.ephemeral(), asset_selection=only, run_config=run_config
+    )
     assert again.success
     with duckdb.connect(str(wh), read_only=True) as con:
         runs = dict(
             con.execute("SELECT model, string_agg(DISTINCT run_id) FROM validation.backtest GROUP BY 1").fetchall()
         )
     assert runs == {"placeholder": again.run_id, "mmm": again.run_id, "robyn": "peer"}
+
+
+def test_the_comparison_asset_sets_the_refit_beside_the_peers_and_the_truth(world, tmp_path):
+    from test_peers import fake_peers
+
+    from mmm_platform.validate.peers import Backend
+
+    wh, folds = world
+    week = folds[-1].refit_week  # the week whose refit is stored
+    peers = fake_peers(tmp_path).model_copy(
+        update={"robyn": Backend(env=str(tmp_path / "no_robyn"), runner="peers/robyn/run.py")}
+    )
+    own = tmp_path / "backtest.yaml"
+    own.write_text(yaml.safe_dump({"peers": peers.model_dump()}))
+    result = _mmm_job().execute_in_process(
+        partition_key=week,
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey(["validation", "model_comparison"])],
+        run_config={"ops": {"validation__model_comparison": {"config": {"config_path": str(own)}}}},
+    )
+    assert result.success
+    md = result.get_asset_materialization_events()[0].event_specific_data.materialization.metadata
+    assert md["comparison"].value.startswith("| model")
+    assert md["peers"].value["lightweight_mmm"]["controls"] == ["temp_mean_c", "discount_depth"]
+    assert md["peers"].value["robyn"].startswith("environment ")
+    truth = json.loads((Path(str(wh)).parent / "landing" / "truth.json").read_text())["channels"]
+    with duckdb.connect(str(wh), read_only=True) as con:
+        rows = con.execute("SELECT * FROM validation.model_comparison ORDER BY rowid").df()
+    contract = ["run_id", "model", "window_days", "channel", "roas", "roas_lower", "roas_upper", "true_roas"]
+    assert set(contract) <= set(rows.columns) and set(rows["run_id"]) == {result.run_id}
+    assert set(rows["origin"].dt.date) == {folds[-1].train_end}
+    mmm = rows[rows["model"] == "mmm"].set_index("channel")
+    assert (mmm["status"] == "ok").all() and set(mmm.index) <= set(truth)
+    assert (mmm["window_days"] > 90).all() and (mmm["roas_lower"] < mmm["roas_upper"]).all()
+    for c, r in mmm.iterrows():
+        assert r["true_roas"] == truth[c]["roas"]
+    lw = rows[rows["model"] == "lightweight_mmm"]
+    assert (lw["window_days"] == 90).all() and (lw["status"] == "ok").sum() >= 3
+    assert lw["true_roas"].notna().all()
+    robyn = rows[rows["model"] == "robyn"]
+    assert robyn["status"].tolist() == [f"environment {tmp_path / 'no_robyn'} missing: run `make peers`"]

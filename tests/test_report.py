@@ -122,11 +122,34 @@ def _causal(con: duckdb.DuckDBPyConnection) -> None:
     _put(con, "causal.weather_effects", pd.DataFrame(effects))
 
 
+def _comparison(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> None:
+    """validation.model_comparison: the MMM and LightweightMMM per channel, Robyn without its environment."""
+    rows = [
+        {
+            "model": m,
+            "window_days": w,
+            "channel": c,
+            "roas": r,
+            "roas_lower": r - 0.3,
+            "roas_upper": r + 0.3,
+            "true_roas": TRUTH["channels"][c]["roas"],
+            "status": "ok",
+        }
+        for m, w, shift in [("mmm", 730, 0.0), ("lightweight_mmm", 90, 0.75)]
+        for c, r in [("tv", 1.6 + shift), ("search", 3.0 + shift)]
+    ] + [{"model": "robyn", "window_days": 90, "status": "environment .venv-peers/robyn missing: run `make peers`"}]
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "as_of", as_of)
+    frame.insert(0, "run_id", "cmp-run")
+    _put(con, "validation.model_comparison", frame)  # fmt: skip
+
+
 def _warehouse(path: Path, channels: dict[str, str] = CHANNELS) -> Path:
     with duckdb.connect(str(path)) as con:
         _causal(con)
         _refit(con, EARLIER, "run-earlier", channels, scale=0.5)
         _refit(con, AS_OF, "run-latest", channels, scale=1.0)
+        _comparison(con, AS_OF)
     return path
 
 
@@ -155,7 +178,7 @@ def test_the_report_shows_every_section_self_contained(full):
     html = out.read_text()
     assert _external(html) == []
     assert report.as_of == AS_OF
-    assert report.missing.keys() == {"backtest"}  # nothing writes validation.backtest yet
+    assert report.missing.keys() == {"backtest"}  # the hand-made warehouse has no backtest
     assert "validation.backtest" in html and "does not exist" in html
     assert html_escape(LIFT_SENTENCE) in html  # '<' of 'p < 0.001' escaped
     assert "one event" not in html  # single events stay in the table, the page shows the pooled studies
@@ -168,6 +191,14 @@ def test_the_report_shows_every_section_self_contained(full):
     assert '<p class="verdict ok">Converged</p>' in html and "NOT converged" not in html
     assert "First-stage F" in html and "850" in html  # IV beside OLS with the first stage
     assert "plan-run-latest" in html and "seed 7" in html and "report-run" in html and "fit-run-latest" in html
+    peers = html[html.index('id="peers"') :]
+    assert "<th class=n>MMM (this platform) ROAS (90% interval)</th><th class=n>LightweightMMM ROAS" in peers
+    assert (
+        "<td>search</td><td class=n>3.00 (2.70 to 3.30)</td><td class=n>3.75 (3.45 to 4.05)</td><td class=n>n/a</td>"
+        "<td class=n>3.10</td>" in peers
+    )
+    assert "Robyn: environment .venv-peers/robyn missing: run <code>make peers</code>" in peers
+    assert "MMM (this platform) 730 days, LightweightMMM 90 days" in peers
 
 
 def test_a_refit_week_shows_its_own_refit(tmp_path):
@@ -193,6 +224,8 @@ def test_missing_tables_are_named_with_what_writes_them(tmp_path):
         ("mmm.response_curves", "mmm/response_curves"),
         ("mmm.diagnostics", "mmm/diagnostics"),
         ("allocator.recommendations", "allocator/recommendations"),
+        ("validation.backtest", "validation/backtest"),
+        ("validation.model_comparison", "validation/model_comparison"),
     ]:
         assert f"table {table} does not exist" in report.html
         assert f"<code>{asset}</code>" in report.html

@@ -22,6 +22,8 @@ DEPS = [
     dg.AssetKey(["allocator", "recommendations"]),
     dg.AssetKey(["causal", "lift"]),
     dg.AssetKey(["causal", "weather_effects"]),
+    dg.AssetKey(["validation", "backtest"]),
+    dg.AssetKey(["validation", "model_comparison"]),
 ]
 
 
@@ -34,7 +36,8 @@ DEPS = [
     pool=DUCKDB_POOL,
     description="One self-contained HTML page (no Dagster, works offline) at MMM_REPORT_DIR/report.html: the "
     "causal evidence, weather IV against OLS, ROAS with intervals, response curves, contributions, "
-    "convergence, the budget plan; each missing table named with the asset that writes it.",
+    "convergence, the budget plan, the backtest and the peer comparison; each missing table named with the asset "
+    "that writes it.",
 )
 def report_html(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     settings = get_settings()

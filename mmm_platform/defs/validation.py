@@ -7,18 +7,24 @@ those weeks, so a backfill of `mmm/fit` over them feeds it, and never fits the M
 whose refit is missing gets a row naming the week to backfill. The dependency on `mmm/fit` maps
 each partition to those earlier weeks (from the shipped `assets/models/backtest.yaml`), so a
 backfill of both assets runs each backtest after the refits it reads.
+
+`validation/model_comparison` (the same partitions, after the week's refit) sets the peers' ROAS,
+fitted on the `peers.window_days` days up to the refit's data end, beside the refit's own and the
+demo world's truth.
 """
 
 import warnings
 
 import dagster as dg
 
+from mmm_platform.config import get_settings
 from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.mmm import VALIDATION_GROUP, fit_folder, refit_date, refit_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm.config import load_config
-from mmm_platform.mmm.data import DataError
+from mmm_platform.mmm.data import DataError, load_panel
 from mmm_platform.mmm.store import StoredFit, load_fit, with_run, write_table
+from mmm_platform.report.sources import read_truth, truth_roas
 from mmm_platform.validate.backtest import (
     BacktestConfig,
     Fold,
@@ -28,9 +34,11 @@ from mmm_platform.validate.backtest import (
     make_folds,
     run_backtest,
 )
+from mmm_platform.validate.peers import PeerError, comparison, load_peer_data, run_peer
 from mmm_platform.validate.plots import backtest_figure
 
 TABLE = "validation.backtest"
+COMPARISON = "validation.model_comparison"
 
 
 def refit_weeks(cfg: BacktestConfig) -> dg.TimeWindowPartitionMapping:
@@ -79,7 +87,7 @@ def validation_backtest(
         except DataError as err:
             raise dg.Failure(str(err)) from None
         folds = make_folds(end, cfg)
-        loaded = load_folds(con, model_cfg, folds, stored_refit)
+        loaded = load_folds(con, model_cfg, folds, stored_refit, cfg.peers if cfg.peer_models else None)
     scores, predictions = run_backtest(loaded, cfg)
     rows = with_run(scores, context.run_id, end)
     with duckdb.get_connection() as con:
@@ -101,6 +109,56 @@ def validation_backtest(
     )
 
 
+@dg.asset(
+    key=["validation", "model_comparison"],
+    deps=[dg.AssetKey(["mmm", "fit"])],
+    group_name=VALIDATION_GROUP,
+    kinds={"duckdb"},
+    partitions_def=refit_partitions,
+    pool=DUCKDB_POOL,
+    description="validation.model_comparison: ROAS per channel of the week's MMM refit beside the peers "
+    "(LightweightMMM, Robyn, each in its own environment) fitted on the last peers.window_days days of the same "
+    "data, and the demo world's true ROAS; a peer that cannot run gets a row saying why.",
+)
+def validation_model_comparison(
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: BacktestRunConfig
+) -> dg.MaterializeResult:
+    cfg = load_backtest_config(config.config_path or None)
+    model_cfg = load_config(config.mmm_config_path or None)
+    with duckdb.get_connection() as con:
+        try:
+            origin = backtest_end(con, refit_date(context))
+            panel = load_panel(con, model_cfg, origin)
+            data = load_peer_data(con, panel, model_cfg.target, origin, 0, cfg.peers)
+        except DataError as err:
+            raise dg.Failure(str(err)) from None
+    week = context.partition_key
+    refit = load_fit(fit_folder(week)) if (fit_folder(week) / "fit.json").is_file() else None
+    mmm = f"no refit for week {week}: materialize mmm/fit for it" if refit is None else refit
+    peers = {}
+    for i, name in enumerate(cfg.peer_models):
+        try:
+            peers[name] = run_peer(name, data, cfg.peers, draws=cfg.draws, seed=cfg.seed + i)
+        except PeerError as err:
+            peers[name] = str(err)
+    truth = truth_roas(read_truth(get_settings().landing_dir / "truth.json"))
+    rows = with_run(comparison(origin, mmm, peers, data, truth, cfg.interval_prob), context.run_id, origin)
+    with duckdb.get_connection() as con:
+        write_table(con, COMPARISON, rows, key={"as_of": origin})
+    shown = ["model", "window_days", "channel", "roas", "roas_lower", "roas_upper", "true_roas", "status"]
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": origin.isoformat(),
+            "dagster/row_count": len(rows),
+            "comparison": table_metadata(rows[shown]),
+            # what each runner reports of its own fit (R-hat, divergences; NRMSE, DECOMP.RSSD ...)
+            "peers": dg.MetadataValue.json(
+                {n: r if isinstance(r, str) else {"seconds": round(r.seconds, 1), **r.info} for n, r in peers.items()}
+            ),
+        }
+    )
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=[validation_backtest])
+    return dg.Definitions(assets=[validation_backtest, validation_model_comparison])

@@ -382,6 +382,46 @@ def _backtest(backtest: pd.DataFrame) -> str:
     )
 
 
+#: the comparison's columns, in this order, and their headings
+PEER_NAMES = {"mmm": "MMM (this platform)", "lightweight_mmm": "LightweightMMM", "robyn": "Robyn"}
+
+
+def _peers(table: pd.DataFrame) -> str:
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    models = [m for m in PEER_NAMES if m in set(table["model"])] + sorted(set(table["model"]) - set(PEER_NAMES))
+    truth = "true_roas" in ok and ok["true_roas"].notna().any()
+    headers = ["Channel"] + [f"{PEER_NAMES.get(m, m)} ROAS (90% interval)" for m in models]
+    headers += ["True ROAS"] if truth else []
+    rows = []
+    for channel, g in ok.groupby("channel", sort=True):
+        by = {r.model: r for r in g.itertuples()}
+        cells = [
+            f"{_num(by[m].roas)} ({_num(by[m].roas_lower)} to {_num(by[m].roas_upper)})" if m in by else "n/a"
+            for m in models
+        ]
+        rows.append([channel, *cells, *([_num(g["true_roas"].iloc[0])] if truth else [])])
+    windows = ", ".join(
+        f"{PEER_NAMES.get(m, m)} {int(w)} days" for m, w in table.groupby("model", sort=False)["window_days"].max().items()
+        if _finite(w)
+    )  # fmt: skip
+    problems = table[table["status"] != "ok"] if "status" in table else table.iloc[:0]
+    notes = "".join(
+        f"<li>{esc(PEER_NAMES.get(r.model, r.model))}{f' ({esc(r.channel)})' if isinstance(r.channel, str) else ''}: "
+        f"{_code(r.status)}</li>"
+        for r in problems.itertuples()
+    )
+    return (
+        _note(
+            "The modelling plan's peers, each in its own environment, fitted on the last days of the same data "
+            "(national, daily); ROAS as this platform defines it: the revenue the channel's spend brought over the "
+            f"model's window, per dollar. Windows: {windows or 'n/a'}."
+            + (" The truth is the demo world's ROAS over its whole span." if truth else "")
+        )
+        + _table(headers, rows)
+        + (f'<ul class="evidence">{notes}</ul>' if notes else "")
+    )
+
+
 # --- the page -----------------------------------------------------------------------------------
 
 #: the columns each section needs from its table
@@ -403,6 +443,7 @@ REQUIRED = {
         "plan_id", "created_at", "channel", "current_spend", "recommended_spend", "expected_incremental_revenue",
     ),
     "validation.backtest": ("model", "status"),
+    "validation.model_comparison": ("model", "window_days", "channel", "roas", "roas_lower", "roas_upper", "status"),
 }  # fmt: skip
 
 CSS = """
@@ -467,6 +508,8 @@ def build_report(
     def rows(table: str) -> Rows:
         if table in REFIT_TABLES:
             return read(con, table, REQUIRED[table], as_of=as_of, until=until)
+        if table == "validation.model_comparison":  # written per refit week, keyed by its as_of
+            return read(con, table, REQUIRED[table], until=until)
         return read(con, table, REQUIRED[table])
 
     diag = rows("mmm.diagnostics")
@@ -482,6 +525,7 @@ def build_report(
         _section("diagnostics", "Model health", diag, lambda f: _diagnostics(f, verdict)),
         _section("plan", "Budget plan", rows("allocator.recommendations"), _plan),
         _section("backtest", "Backtest", rows("validation.backtest"), _backtest),
+        _section("peers", "Peer models: LightweightMMM and Robyn", rows("validation.model_comparison"), _peers),
     )
     fit_run = roas.frame["fit_run_id"].iloc[0] if roas.ok and "fit_run_id" in roas.frame else None
     meta = [

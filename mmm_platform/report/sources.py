@@ -34,6 +34,9 @@ SOURCES = {
     "mmm.diagnostics": Source("mmm/diagnostics", _REFIT),
     "allocator.recommendations": Source("allocator/recommendations", _REFIT),
     "validation.backtest": Source("validation/backtest", _REFIT),
+    "validation.model_comparison": Source(
+        "validation/model_comparison", _REFIT + "; the peers need their environments (`make peers`)"
+    ),
 }
 
 #: the tables one refit writes, all with the refit's as_of

@@ -7,12 +7,15 @@ controls (known in a backtest). The newest fold's horizon ends with the data the
 each earlier origin `step_days` before the next. A model is a function of the fold's data in
 `MODELS`: `placeholder`, the log-log regression of revenue on spend the platform replaces, fitted
 here; `mmm`, the stored refit of the origin week carried forward (`mmm/forecast.py`), never fitted
-here: without that refit the fold's row says so. A peer model is one more function in `MODELS`.
+here: without that refit the fold's row says so; `lightweight_mmm` and `robyn`, the peers of the
+modelling plan, fitted in their own environments on the national days before the origin
+(`validate/peers.py`), their daily draws summed into the same periods.
 
 Metrics, on the total revenue per period over all geos (what a budget is judged on): MAPE, RMSE
 ($ per period) and the share of periods inside the predictive interval (`interval_prob`); the same
 per geo-period as `mape_geo` and `interval_coverage_geo`; `mape_train`, the in-sample MAPE of the
-total, shows how much of the fit survives outside it.
+total, shows how much of the fit survives outside it. A national model (the peers) has no geo
+metrics: those are NaN.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ from mmm_platform.mmm.data import DataError, Panel, latest_day, load_panel
 from mmm_platform.mmm.forecast import calendar_basis, forecast
 from mmm_platform.mmm.results import hdi
 from mmm_platform.mmm.store import StoredFit
+from mmm_platform.validate.peers import (
+    PEERS,
+    PeerData,
+    PeerError,
+    PeerResult,
+    PeersConfig,
+    load_peer_data,
+    run_peer,
+    to_periods,
+)
 
 DEFAULT_CONFIG_PATH = ASSETS_DIR / "models" / "backtest.yaml"
 #: periods of actual revenue before each origin in the predictions (context for the plot)
@@ -55,11 +68,12 @@ class BacktestConfig(Strict):
     #: days between consecutive origins
     step_days: int = Field(28, ge=7)
     interval_prob: float = Field(0.9, gt=0, lt=1)
-    models: list[str] = Field(default_factory=lambda: ["placeholder", "mmm"])
+    models: list[str] = Field(default_factory=lambda: ["placeholder", "mmm", *PEERS])
     #: predictive draws of the models that simulate their own (the MMM brings its posterior's)
     draws: int = Field(400, ge=50)
     seed: int = 11
     placeholder: Placeholder = Placeholder()
+    peers: PeersConfig = PeersConfig()
 
     @field_validator("horizon_days", "step_days")
     @classmethod
@@ -75,6 +89,10 @@ class BacktestConfig(Strict):
         if unknown:
             raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
         return v
+
+    @property
+    def peer_models(self) -> list[str]:
+        return [m for m in self.models if m in PEERS]
 
     @property
     def span_days(self) -> int:
@@ -151,6 +169,8 @@ class FoldData:
     train: Panel  # the panel a refit of the origin week fits
     future: Panel  # the horizon's periods: spend and controls, shaped like `train`'s; no target
     refit: StoredFit | None  # the stored refit of the origin week, if there is one
+    #: the peers' national days, or why there are none (no peer asked for: "")
+    peer: PeerData | str = ""
 
 
 @dataclass
@@ -186,8 +206,13 @@ def load_fold(con: duckdb.DuckDBPyConnection, cfg: MMMConfig, fold: Fold) -> tup
 
 
 def load_folds(
-    con: duckdb.DuckDBPyConnection, cfg: MMMConfig, folds: list[Fold], refit: Callable[[Fold], StoredFit | None]
+    con: duckdb.DuckDBPyConnection,
+    cfg: MMMConfig,
+    folds: list[Fold],
+    refit: Callable[[Fold], StoredFit | None],
+    peers: PeersConfig | None = None,
 ) -> list[Loaded]:
+    """Each fold's data; with `peers`, the peers' national days of the fold's geos and channels too."""
     out = []
     for fold in folds:
         try:
@@ -195,7 +220,13 @@ def load_folds(
         except (DataError, Unavailable) as err:
             out.append(Loaded(fold, None, None, status=str(err)))
             continue
-        out.append(Loaded(fold, FoldData(fold, train, future, refit(fold)), actual))
+        peer: PeerData | str = ""
+        if peers is not None:
+            try:
+                peer = load_peer_data(con, train, cfg.target, fold.train_end, fold.horizon_days, peers)
+            except DataError as err:
+                peer = str(err)
+        out.append(Loaded(fold, FoldData(fold, train, future, refit(fold), peer), actual))
     return out
 
 
@@ -270,8 +301,33 @@ def mmm(data: FoldData, cfg: BacktestConfig, rng: np.random.Generator) -> Foreca
 
 
 Predictor = Callable[[FoldData, BacktestConfig, np.random.Generator], Forecast]
+
+
+def peer_forecast(result: PeerResult, data: FoldData) -> Forecast:
+    """A peer's daily national draws of the horizon summed into the fold's periods (one column)."""
+    period = 7 if data.future.grain == "week" else 1
+    total = to_periods(result.draws, data.peer.future["date"], data.future.dates, period)
+    return Forecast(draws=total[..., None], mape_train=mape(result.fitted, data.peer.train["revenue"].to_numpy()))
+
+
+def peer_predictor(name: str) -> Predictor:
+    """The predictor of peer `name`: fitted in its environment on the national days up to the origin."""
+
+    def predict(data: FoldData, cfg: BacktestConfig, rng: np.random.Generator) -> Forecast:
+        if isinstance(data.peer, str):
+            raise Unavailable(data.peer or "the fold was loaded without the peers' data")
+        try:
+            return peer_forecast(
+                run_peer(name, data.peer, cfg.peers, draws=cfg.draws, seed=int(rng.integers(2**31))), data
+            )
+        except PeerError as err:
+            raise Unavailable(str(err)) from None
+
+    return predict
+
+
 #: every model the backtest can run, by the name its rows carry (`validation.backtest.model`)
-MODELS: dict[str, Predictor] = {"placeholder": placeholder, "mmm": mmm}
+MODELS: dict[str, Predictor] = {"placeholder": placeholder, "mmm": mmm} | {name: peer_predictor(name) for name in PEERS}
 
 
 # --- scores -------------------------------------------------------------------------------------
@@ -298,17 +354,19 @@ COLUMNS = [
 
 
 def score(fc: Forecast, actual: np.ndarray, prob: float) -> dict[str, float]:
+    """`fc.draws` per geo, or with one column for a national model (its geo metrics are NaN)."""
     total, observed = fc.draws.sum(axis=2), actual.sum(axis=1)  # (S, H), (H,)
     point = total.mean(axis=0)
     lo, hi = hdi(total, prob)
-    geo_lo, geo_hi = hdi(fc.draws, prob)
+    per_geo = fc.draws.shape[2] == actual.shape[1]
+    geo_lo, geo_hi = hdi(fc.draws, prob) if per_geo else (None, None)
     return {
         "periods": len(observed),
         "mape": mape(point, observed),
         "rmse": float(np.sqrt(np.mean((point - observed) ** 2))),
         "interval_coverage": float(np.mean((lo <= observed) & (observed <= hi))),
-        "mape_geo": mape(fc.draws.mean(axis=0), actual),
-        "interval_coverage_geo": float(np.mean((geo_lo <= actual) & (actual <= geo_hi))),
+        "mape_geo": mape(fc.draws.mean(axis=0), actual) if per_geo else np.nan,
+        "interval_coverage_geo": float(np.mean((geo_lo <= actual) & (actual <= geo_hi))) if per_geo else np.nan,
         "mape_train": fc.mape_train,
     }
 
