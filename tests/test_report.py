@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from html import escape as html_escape
 from pathlib import Path
@@ -177,6 +178,9 @@ def test_the_report_shows_every_section_self_contained(full):
     report, out = full
     html = out.read_text()
     assert _external(html) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file written here, not mkstemp's 0600
     assert report.as_of == AS_OF
     assert report.missing.keys() == {"backtest"}  # the hand-made warehouse has no backtest
     assert "validation.backtest" in html and "does not exist" in html

@@ -548,6 +548,9 @@ def write_report(text: str, path: Path) -> int:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the page from whoever serves it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
