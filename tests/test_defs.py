@@ -247,3 +247,43 @@ def test_cli_settings_errors_exit_2_with_one_line(env, monkeypatch, tmp_path, ca
 def test_cli_refuses_a_missing_landing_zone(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("MMM_LANDING_DIR", str(tmp_path / "nope"))
     assert main(["ingest"]) == 2
+
+
+def _weather_day(day: dt.date) -> list:
+    from mmm_platform.ingest.spans import Change
+
+    file = f"weather_observed/weather_observed_{day}.parquet"
+    return [Change("weather_observed", file, "new", (day, day), (1, dt.datetime.now(), "h"))]
+
+
+def test_a_new_weather_day_plans_only_what_it_touches_and_the_causal_suite_once_a_day(definitions, monkeypatch):
+    import argparse
+
+    from mmm_platform.cli import runs
+
+    instance = dg.DagsterInstance.ephemeral()
+    job = definitions.resolve_job_def("everything")
+    for key in job.asset_layer.executable_asset_keys:  # everything materialized, just now
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+    args = argparse.Namespace(start=None, end=None, full=False, tables=None)
+    today = dt.date.today()
+
+    (run,) = runs.plan(args, definitions, instance, "everything", _weather_day(today))
+    planned = {"/".join(k.path) for k in run.keys}
+    # the weather tables' marts and what reads them, in the one month the day falls in
+    assert run.months == (today.replace(day=1), today.replace(day=1))
+    assert {"raw/weather_observed", "staging/stg_weather_observed", "features/weather_daily"} <= planned
+    assert {"features/geo_day", "features/geo_week", "features/geo_cluster"} <= planned
+    assert not planned & {"raw/sales", "features/sales_day", "features/media_day", "staging/stg_sales"}
+    # the causal suite (all history) ran today: it takes the new day in tomorrow
+    assert not any(k.startswith("causal/") for k in planned) and "causal ran today" in run.why
+
+    # a correction of an earlier month changes history: the causal suite reruns
+    (run,) = runs.plan(args, definitions, instance, "everything", _weather_day(today.replace(day=1) - dt.timedelta(1)))
+    assert dg.AssetKey(["causal", "lift"]) in run.keys
+
+    # the next day, a run with nothing new catches the causal suite up with its newer inputs
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey(["features", "geo_day"])))
+    monkeypatch.setattr(runs, "_utc_day", lambda _: today - dt.timedelta(days=1))
+    (run,) = runs.plan(args, definitions, instance, "everything", [])
+    assert {k.path[0] for k in run.keys} == {"causal", "ingest"}  # the landing zone's layout check rides along
