@@ -287,3 +287,51 @@ def test_a_new_weather_day_plans_only_what_it_touches_and_the_causal_suite_once_
     monkeypatch.setattr(runs, "_utc_day", lambda _: today - dt.timedelta(days=1))
     (run,) = runs.plan(args, definitions, instance, "everything", [])
     assert {k.path[0] for k in run.keys} == {"causal", "ingest"}  # the landing zone's layout check rides along
+
+
+def _index_contents(home: Path) -> dict:
+    """What an instance's event log holds across runs (the index file), run ids and times aside."""
+    import sqlite3
+
+    with sqlite3.connect(home / "history" / "runs" / "index.db") as con:
+        return {
+            "events": con.execute("SELECT dagster_event_type, asset_key, partition, count(*) FROM event_logs "
+                                  "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall(),
+            # values aside: a data version hashes the run
+            "tags": con.execute("SELECT asset_key, key, count(*) FROM asset_event_tags GROUP BY 1, 2 ORDER BY 1, 2").fetchall(),
+            "checks": con.execute("SELECT asset_key, check_name, partition, execution_status "
+                                  "FROM asset_check_executions ORDER BY 1, 2, 3, 4").fetchall(),
+            "assets": con.execute("SELECT asset_key, last_materialization IS NOT NULL FROM asset_keys "
+                                  "ORDER BY 1").fetchall(),
+        }  # fmt: skip
+
+
+def test_the_local_event_log_stores_a_run_over_many_months_as_dagsters_own_does(
+    definitions, env, monkeypatch, tmp_path
+):
+    from mmm_platform.config import INSTANCE_TEMPLATE
+    from mmm_platform.event_log import BatchedSqliteEventLogStorage
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")  # as the CLI and `make dev` set it
+    write(sales_frame([dt.date(2024, 4, 2), dt.date(2024, 5, 3)]), env / "sales" / "sales_spring.parquet")
+    sales = dg.AssetKey(["raw", "sales"])
+    held = {}
+    for name, config in [("dagster", "telemetry:\n  enabled: false\n"), ("local", INSTANCE_TEMPLATE.read_text())]:
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(config)
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        monkeypatch.setenv("MMM_WAREHOUSE", str(tmp_path / f"{name}.duckdb"))
+        instance = dg.DagsterInstance.from_config(str(home))
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage) == (name == "local")
+        result = definitions.resolve_job_def("ingest").execute_in_process(
+            instance=instance,
+            tags=range_tags(dt.date(2024, 3, 1), dt.date(2024, 5, 31)),
+            asset_selection=[sales, dg.AssetKey(["raw", "geo"])],
+            raise_on_error=False,
+        )
+        assert result.success
+        assert instance.get_materialized_partitions(sales) == {"2024-03-01", "2024-04-01", "2024-05-01"}
+        held[name] = (len(instance.all_logs(result.run_id)), _index_contents(home))
+    # the same events in the run's file and the same rows in the index, stored in fewer transactions
+    assert held["local"] == held["dagster"]

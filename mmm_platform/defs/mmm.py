@@ -1,6 +1,6 @@
 """The marketing-mix model and the allocator as Dagster assets (wiring only: mmm_platform.mmm and
-mmm_platform.allocate do the work). SciPy, Matplotlib, xarray and PyMC load inside the steps that
-use them, not with the definitions (every CLI run, run worker and code server loads those).
+mmm_platform.allocate do the work). SciPy, Matplotlib and PyMC load inside the steps that use
+them, not with the definitions (every CLI run, run worker and code server loads those).
 
 Every asset here is partitioned by refit date (`refit_partitions`, weekly, Mondays): the partition
 of week W refits on the data up to the end of W (or up to the newest day, for the current week).
