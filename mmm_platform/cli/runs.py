@@ -102,7 +102,7 @@ def plan(
             (list(p.tables), p.months, f"{p.files} changed file(s)")
             for p in plan_runs(contract, changes, PARTITION_START, last)
         ]
-    latest = {k: inst.get_latest_materialization_event(k) for k in in_job if job_name == "everything"}
+    latest = dict(inst.get_latest_materialization_events(in_job)) if job_name == "everything" else {}
     never = [k for k, event in latest.items() if graph.get(k).group_name != "raw" and event is None]
     daily = dg.AssetSelection.groups(*DAILY_GROUPS).resolve(graph) & in_job if job_name == "everything" else set()
     today = dt.datetime.now(dt.UTC).date()
@@ -111,7 +111,7 @@ def plan(
     behind = [
         k
         for k in daily - ran_today
-        if latest[k] is not None and any(_newer(inst, p, latest[k].timestamp) for p in graph.get(k).parent_keys)
+        if latest[k] is not None and any(_newer(latest.get(p), latest[k].timestamp) for p in graph.get(k).parent_keys)
     ]
     if (never or behind) and not runs:
         due = len(never) + len(behind)
@@ -133,9 +133,8 @@ def _utc_day(timestamp: float) -> dt.date:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).date()
 
 
-def _newer(inst: Any, key: Any, than: float) -> bool:
-    """Whether `key` was materialized after the timestamp `than`."""
-    event = inst.get_latest_materialization_event(key)
+def _newer(event: Any, than: float) -> bool:
+    """Whether a latest materialization (an event log entry, or None) is later than `than`."""
     return event is not None and event.timestamp > than
 
 
