@@ -263,9 +263,12 @@ def test_a_new_weather_day_plans_only_what_it_touches_and_the_causal_suite_once_
 
     instance = dg.DagsterInstance.ephemeral()
     job = definitions.resolve_job_def("everything")
+    args = argparse.Namespace(start=None, end=None, full=False, tables=None)
+    # nothing materialized yet: every asset downstream of raw runs, the causal suite too
+    (run,) = runs.plan(args, definitions, instance, "everything", [])
+    assert dg.AssetKey(["causal", "lift"]) in run.keys and dg.AssetKey(["features", "sales_day"]) in run.keys
     for key in job.asset_layer.executable_asset_keys:  # everything materialized, just now
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
-    args = argparse.Namespace(start=None, end=None, full=False, tables=None)
     today = dt.date.today()
 
     (run,) = runs.plan(args, definitions, instance, "everything", _weather_day(today))

@@ -102,7 +102,8 @@ def plan(
             (list(p.tables), p.months, f"{p.files} changed file(s)")
             for p in plan_runs(contract, changes, PARTITION_START, last)
         ]
-    latest = dict(inst.get_latest_materialization_events(in_job)) if job_name == "everything" else {}
+    events = inst.get_latest_materialization_events(in_job) if job_name == "everything" else {}
+    latest = {k: events.get(k) for k in in_job} if job_name == "everything" else {}  # None: never
     never = [k for k, event in latest.items() if graph.get(k).group_name != "raw" and event is None]
     daily = dg.AssetSelection.groups(*DAILY_GROUPS).resolve(graph) & in_job if job_name == "everything" else set()
     today = dt.datetime.now(dt.UTC).date()
