@@ -20,14 +20,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy
 from dagster import Field, StringSource
 from dagster._config.config_schema import UserConfigSchema
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS, EVENT_TYPE_TO_PIPELINE_RUN_STATUS
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlalchemy_compat import db_result
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
 
 #: the events SQLite's storage also writes to the index file (cross-run queries)
 INDEXED = ASSET_EVENTS | ASSET_CHECK_EVENTS | set(EVENT_TYPE_TO_PIPELINE_RUN_STATUS)
@@ -42,6 +46,7 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         # the index connection of the batch this thread is storing (store_asset_check_event opens
         # its own otherwise, and the lock SQLite's storage takes per connection is not reentrant)
         self._batch = threading.local()
+        self._index_db: Engine | None = None
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -62,8 +67,27 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
         if conn is not None:
             yield conn
             return
-        with super().index_connection() as conn:
+        with self._db_lock, self._index_engine().connect() as conn, conn.begin():
             yield conn
+
+    def _index_engine(self) -> Engine:
+        """One engine for the index file, its connection kept open between events: closing the last
+        connection of a WAL file checkpoints it (7-9 ms measured here), and with synchronous=NORMAL
+        a commit does not wait for the disk (WAL keeps the file consistent; a power cut may lose the
+        last events). Run files keep Dagster's connection per event: the UI watches them change."""
+        if self._index_db is None:
+            engine = create_engine(
+                self.conn_string_for_shard(INDEX_SHARD_NAME),
+                poolclass=QueuePool,
+                pool_size=1,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            )
+            sqlalchemy.event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA synchronous=NORMAL"))
+            if INDEX_SHARD_NAME not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(INDEX_SHARD_NAME)
+            self._index_db = engine
+        return self._index_db
 
     def store_event(self, event: EventLogEntry) -> None:
         # a check's event as a batch of one: its index rows in one transaction, not two
@@ -84,11 +108,11 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
                 self._batch.conn = conn
                 try:
                     for event, statement in zip(batch, statements, strict=True):
-                        self._index(conn, event, statement)
+                        self._index_rows(conn, event, statement)
                 finally:
                     self._batch.conn = None
 
-    def _index(self, conn: Connection, event: EventLogEntry, statement: Any) -> None:
+    def _index_rows(self, conn: Connection, event: EventLogEntry, statement: Any) -> None:
         """What SqliteEventLogStorage.store_event writes to the index file for one event."""
         if not event.is_dagster_event:
             return
