@@ -91,6 +91,12 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
             self._index_db = engine
         return self._index_db
 
+    def dispose(self) -> None:
+        super().dispose()
+        if self._index_db is not None:
+            self._index_db.dispose()  # closes the index file's connection: SQLite checkpoints it
+            self._index_db = None
+
     def store_event(self, event: EventLogEntry) -> None:
         # a check's event as a batch of one: its index rows in one transaction, not two
         self.store_event_batch([event])
