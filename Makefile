@@ -9,6 +9,8 @@ export GX_ANALYTICS_ENABLED := false
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # One planned event per asset for a run over many partitions (docs/architecture.md, "Events").
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS := true
+# Events stored in batches, one transaction each (mmm_platform/event_log.py).
+export DAGSTER_EVENT_BATCH_SIZE := 1000
 
 .PHONY: setup demo run ingest test lint dev bench clean peers
 

@@ -247,3 +247,94 @@ def test_cli_settings_errors_exit_2_with_one_line(env, monkeypatch, tmp_path, ca
 def test_cli_refuses_a_missing_landing_zone(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("MMM_LANDING_DIR", str(tmp_path / "nope"))
     assert main(["ingest"]) == 2
+
+
+def _weather_day(day: dt.date) -> list:
+    from mmm_platform.ingest.spans import Change
+
+    file = f"weather_observed/weather_observed_{day}.parquet"
+    return [Change("weather_observed", file, "new", (day, day), (1, dt.datetime.now(), "h"))]
+
+
+def test_a_new_weather_day_plans_only_what_it_touches_and_the_causal_suite_once_a_day(definitions, monkeypatch):
+    import argparse
+
+    from mmm_platform.cli import runs
+
+    instance = dg.DagsterInstance.ephemeral()
+    job = definitions.resolve_job_def("everything")
+    args = argparse.Namespace(start=None, end=None, full=False, tables=None)
+    # nothing materialized yet: every asset downstream of raw runs, the causal suite too
+    (run,) = runs.plan(args, definitions, instance, "everything", [])
+    assert dg.AssetKey(["causal", "lift"]) in run.keys and dg.AssetKey(["features", "sales_day"]) in run.keys
+    for key in job.asset_layer.executable_asset_keys:  # everything materialized, just now
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+    today = dt.date.today()
+
+    (run,) = runs.plan(args, definitions, instance, "everything", _weather_day(today))
+    planned = {"/".join(k.path) for k in run.keys}
+    # the weather tables' marts and what reads them, in the one month the day falls in
+    assert run.months == (today.replace(day=1), today.replace(day=1))
+    assert {"raw/weather_observed", "staging/stg_weather_observed", "features/weather_daily"} <= planned
+    assert {"features/geo_day", "features/geo_week", "features/geo_cluster"} <= planned
+    assert not planned & {"raw/sales", "features/sales_day", "features/media_day", "staging/stg_sales"}
+    # the causal suite (all history) ran today: it takes the new day in tomorrow
+    assert not any(k.startswith("causal/") for k in planned) and "causal ran today" in run.why
+
+    # a correction of an earlier month changes history: the causal suite reruns
+    (run,) = runs.plan(args, definitions, instance, "everything", _weather_day(today.replace(day=1) - dt.timedelta(1)))
+    assert dg.AssetKey(["causal", "lift"]) in run.keys
+
+    # the next day, a run with nothing new catches the causal suite up with its newer inputs
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey(["features", "geo_day"])))
+    monkeypatch.setattr(runs, "_utc_day", lambda _: today - dt.timedelta(days=1))
+    (run,) = runs.plan(args, definitions, instance, "everything", [])
+    assert {k.path[0] for k in run.keys} == {"causal", "ingest"}  # the landing zone's layout check rides along
+
+
+def _index_contents(home: Path) -> dict:
+    """What an instance's event log holds across runs (the index file), run ids and times aside."""
+    import sqlite3
+
+    with sqlite3.connect(home / "history" / "runs" / "index.db") as con:
+        return {
+            "events": con.execute("SELECT dagster_event_type, asset_key, partition, count(*) FROM event_logs "
+                                  "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall(),
+            # values aside: a data version hashes the run
+            "tags": con.execute("SELECT asset_key, key, count(*) FROM asset_event_tags GROUP BY 1, 2 ORDER BY 1, 2").fetchall(),
+            "checks": con.execute("SELECT asset_key, check_name, partition, execution_status "
+                                  "FROM asset_check_executions ORDER BY 1, 2, 3, 4").fetchall(),
+            "assets": con.execute("SELECT asset_key, last_materialization IS NOT NULL FROM asset_keys "
+                                  "ORDER BY 1").fetchall(),
+        }  # fmt: skip
+
+
+def test_the_local_event_log_stores_a_run_over_many_months_as_dagsters_own_does(
+    definitions, env, monkeypatch, tmp_path
+):
+    from mmm_platform.config import INSTANCE_TEMPLATE
+    from mmm_platform.event_log import BatchedSqliteEventLogStorage
+
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")  # as the CLI and `make dev` set it
+    write(sales_frame([dt.date(2024, 4, 2), dt.date(2024, 5, 3)]), env / "sales" / "sales_spring.parquet")
+    sales = dg.AssetKey(["raw", "sales"])
+    held = {}
+    for name, config in [("dagster", "telemetry:\n  enabled: false\n"), ("local", INSTANCE_TEMPLATE.read_text())]:
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(config)
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        monkeypatch.setenv("MMM_WAREHOUSE", str(tmp_path / f"{name}.duckdb"))
+        instance = dg.DagsterInstance.from_config(str(home))
+        assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage) == (name == "local")
+        result = definitions.resolve_job_def("ingest").execute_in_process(
+            instance=instance,
+            tags=range_tags(dt.date(2024, 3, 1), dt.date(2024, 5, 31)),
+            asset_selection=[sales, dg.AssetKey(["raw", "geo"])],
+            raise_on_error=False,
+        )
+        assert result.success
+        assert instance.get_materialized_partitions(sales) == {"2024-03-01", "2024-04-01", "2024-05-01"}
+        held[name] = (len(instance.all_logs(result.run_id)), _index_contents(home))
+    # the same events in the run's file and the same rows in the index, stored in fewer transactions
+    assert held["local"] == held["dagster"]

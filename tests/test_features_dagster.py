@@ -149,3 +149,36 @@ def test_materialize_the_features_for_a_month(warehouse: Path) -> None:
         last,
     )
     assert count(warehouse, "SELECT count(*) FROM features.geo_day") == (4 * days,)
+
+
+def test_a_weather_run_builds_only_the_marts_downstream_of_weather(warehouse: Path) -> None:
+    import json
+
+    from mmm_platform.defs.features.assets import TARGET
+
+    month = (START + dt.timedelta(days=DAYS - 1)).replace(day=1)
+    assets = [dbt_features(), geo_cluster, geo_neighbors]
+    graph = dg.Definitions(assets=assets, resources=resources(warehouse)).resolve_asset_graph()
+    # what `mmm-platform run` selects for a new weather day: everything downstream of raw/weather_observed
+    selection = dg.AssetSelection.assets(dg.AssetKey(["raw", "weather_observed"])).downstream().resolve(graph)
+    selection -= {dg.AssetKey(["raw", "weather_observed"])}
+    result = dg.materialize(
+        assets, selection=list(selection), partition_key=month.isoformat(), resources=resources(warehouse)
+    )
+    assert result.success
+    built = {
+        r["unique_id"].split(".")[-1]
+        for r in json.loads((TARGET / "run_results.json").read_text())["results"]
+        if r["unique_id"].startswith("model.")
+    }
+    assert built == {
+        "stg_weather_observed",
+        "weather_climatology",
+        "weather_daily",
+        "weather_forecast_error",
+        "geo_day",
+        "geo_week",
+    }
+    # the climate clusters read the climatology; the neighbour weights only the geos
+    assert dg.AssetKey(["features", "geo_cluster"]) in selection
+    assert dg.AssetKey(["features", "geo_neighbors"]) not in selection

@@ -22,6 +22,9 @@ from mmm_platform.config import SettingsError, get_settings
 from mmm_platform.warehouse import WarehouseUnavailable, connect
 
 PLANNED_EVENTS_FLAG = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+#: how many events Dagster may hand its storage at once (mmm_platform/event_log.py stores a batch in
+#: one transaction): a run's materializations over all its months, or its planned events, fit in one
+EVENT_BATCH_SIZE = ("DAGSTER_EVENT_BATCH_SIZE", "1000")
 
 
 def _date(value: str) -> dt.date:
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     # (docs/architecture.md: the cost of events); the trade-off: a failed run's partitions show as
     # missing rather than failed in the UI, while the run itself shows failed
     os.environ.setdefault(PLANNED_EVENTS_FLAG, "true")
+    os.environ.setdefault(*EVENT_BATCH_SIZE)
     args = build_parser().parse_args(argv)
     try:
         get_settings()

@@ -76,9 +76,12 @@ def plan(
 ) -> list[PlannedRun]:
     """Which assets run over which months: the given range (`--start/--end`, `--full`) for every
     raw table (or `args.tables`), else what the landing changes touch; `run` adds everything
-    downstream of them, and every asset that was never materialized."""
+    downstream of them, every asset that was never materialized, and the daily assets (DAILY_GROUPS)
+    that are behind their inputs, except that a daily asset that ran today skips a change within
+    the current month."""
     import dagster as dg
 
+    from mmm_platform.defs.automation import DAILY_GROUPS
     from mmm_platform.defs.partitions import PARTITION_START, last_month
     from mmm_platform.defs.raw import LANDING_ZONE_KEY, raw_key
     from mmm_platform.ingest.spans import plan_runs
@@ -99,22 +102,41 @@ def plan(
             (list(p.tables), p.months, f"{p.files} changed file(s)")
             for p in plan_runs(contract, changes, PARTITION_START, last)
         ]
-    never = [
+    events = inst.get_latest_materialization_events(in_job) if job_name == "everything" else {}
+    latest = {k: events.get(k) for k in in_job} if job_name == "everything" else {}  # None: never
+    never = [k for k, event in latest.items() if graph.get(k).group_name != "raw" and event is None]
+    daily = dg.AssetSelection.groups(*DAILY_GROUPS).resolve(graph) & in_job if job_name == "everything" else set()
+    today = dt.datetime.now(dt.UTC).date()
+    ran_today = {k for k in daily if latest[k] is not None and _utc_day(latest[k].timestamp) == today}
+    # a daily asset that has not run today but whose inputs changed since it ran: its turn now
+    behind = [
         k
-        for k in in_job
-        if job_name == "everything"
-        and graph.get(k).group_name != "raw"
-        and inst.get_latest_materialization_event(k) is None
+        for k in daily - ran_today
+        if latest[k] is not None and any(_newer(latest.get(p), latest[k].timestamp) for p in graph.get(k).parent_keys)
     ]
-    if never and not runs:
-        runs = [([], (PARTITION_START, last), f"{len(never)} asset(s) never materialized")]
+    if (never or behind) and not runs:
+        due = len(never) + len(behind)
+        runs = [([], (PARTITION_START, last), f"{due} asset(s) never materialized or behind their inputs")]
     planned = []
     for i, (tables, months, why) in enumerate(runs):
         keys = {raw_key(t) for t in tables} | ({LANDING_ZONE_KEY} if i == 0 else set())
         if job_name == "everything":
-            keys = dg.AssetSelection.assets(*keys, *never).downstream().resolve(graph)
+            keys = dg.AssetSelection.assets(*keys, *never, *behind).downstream().resolve(graph)
+            if ran_today and months is not None and months[0] >= last:
+                # a change within the current month: what ran today takes it in tomorrow
+                keys -= dg.AssetSelection.assets(*ran_today).downstream().resolve(graph)
+                why += f"; {', '.join(sorted({graph.get(k).group_name for k in ran_today}))} ran today"
         planned.append(PlannedRun(sorted(keys & in_job), months, why))
     return planned
+
+
+def _utc_day(timestamp: float) -> dt.date:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).date()
+
+
+def _newer(event: Any, than: float) -> bool:
+    """Whether a latest materialization (an event log entry, or None) is later than `than`."""
+    return event is not None and event.timestamp > than
 
 
 def _planned_assets(definitions: Any) -> dict[str, int]:

@@ -34,6 +34,12 @@ weather_job = dg.define_asset_job(
 #: a Dagster job holds one partitions definition
 REFIT_GROUPS = ("mmm", "allocator", "report", "validation")
 
+#: the groups whose assets read all history (the causal suite: 5-15 s) and take a new day in at
+#: most once a day: `mmm-platform run` reruns them when they have not run today (UTC) or when a
+#: change reaches before the current month (a correction of history, a backfill); otherwise a new
+#: day of data waits for the first run of the next day (docs/architecture.md, "Runs")
+DAILY_GROUPS = ("causal",)
+
 everything_job = dg.define_asset_job(
     "everything",
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*REFIT_GROUPS),

@@ -1,5 +1,6 @@
 """The marketing-mix model and the allocator as Dagster assets (wiring only: mmm_platform.mmm and
-mmm_platform.allocate do the work).
+mmm_platform.allocate do the work). SciPy, Matplotlib and PyMC load inside the steps that use
+them, not with the definitions (every CLI run, run worker and code server loads those).
 
 Every asset here is partitioned by refit date (`refit_partitions`, weekly, Mondays): the partition
 of week W refits on the data up to the end of W (or up to the newest day, for the current week).
@@ -20,18 +21,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mmm_platform.allocate.optimize import AllocationError, Constraints, allocate, new_plan_id
 from mmm_platform.config import get_settings
 from mmm_platform.defs.checks import check_result
 from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.partitions import PARTITION_START
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
-from mmm_platform.mmm import plots
 from mmm_platform.mmm.calibration import lift_tests_for_panel, read_lift_tests, read_weather_priors
 from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, MMMConfig, load_config
 from mmm_platform.mmm.convergence import convergence_check
 from mmm_platform.mmm.data import load_panel
-from mmm_platform.mmm.results import channel_roas, contributions_over_time, response_curves
 from mmm_platform.mmm.store import diagnostics_row, load_fit, save_fit, with_run, write_table
 from mmm_platform.report.sources import read_truth, truth_roas
 
@@ -116,6 +114,7 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
         lift = read_lift_tests(con, cfg, panel.as_of)
         weather = read_weather_priors(con, cfg)
     lift_p = lift_tests_for_panel(lift, panel)
+    from mmm_platform.mmm import plots
     from mmm_platform.mmm.fit import diagnostics, fit_model, fitted  # PyMC: on run only
     from mmm_platform.mmm.forecast import extract_baseline
     from mmm_platform.mmm.model import build_mmm
@@ -211,6 +210,9 @@ def mmm_diagnostics(context: dg.AssetExecutionContext, duckdb: WarehouseResource
     "switched off over the window, ROAS with its 90% HDI, mROAS, the margin view; and mmm.contributions.",
 )
 def mmm_channel_roas(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: MMMRunConfig):
+    from mmm_platform.mmm import plots
+    from mmm_platform.mmm.results import channel_roas, contributions_over_time
+
     cfg = _config(config)
     st = _stored(context)
     t0 = time.perf_counter()
@@ -263,6 +265,9 @@ def mmm_channel_roas(context: dg.AssetExecutionContext, duckdb: WarehouseResourc
     "current average), 90% HDI, marginal ROAS; per channel and geo, and 'all'.",
 )
 def mmm_response_curves(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: MMMRunConfig):
+    from mmm_platform.mmm import plots
+    from mmm_platform.mmm.results import response_curves
+
     cfg = _config(config)
     st = _stored(context)
     curves = response_curves(
@@ -303,6 +308,8 @@ def mmm_response_curves(context: dg.AssetExecutionContext, duckdb: WarehouseReso
     "revenue or margin over the refit's response curves, within the configured constraints.",
 )
 def allocator_recommendations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: MMMRunConfig):
+    from mmm_platform.allocate.optimize import AllocationError, Constraints, allocate, new_plan_id
+
     cfg = _config(config)
     st = _stored(context)
     as_of = st.panel.as_of

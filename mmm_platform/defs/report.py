@@ -12,7 +12,6 @@ from mmm_platform.config import get_settings
 from mmm_platform.defs.mmm import REPORT_GROUP, refit_date, refit_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, load_config
-from mmm_platform.report.build import build_report, write_report
 from mmm_platform.report.sources import read_truth, refit_as_of
 
 DEPS = [
@@ -40,6 +39,8 @@ DEPS = [
     "that writes it.",
 )
 def report_html(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    from mmm_platform.report.build import build_report, write_report  # Matplotlib: on run only
+
     settings = get_settings()
     until = refit_date(context)
     with duckdb.get_connection() as con:

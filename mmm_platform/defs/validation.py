@@ -35,7 +35,6 @@ from mmm_platform.validate.backtest import (
     run_backtest,
 )
 from mmm_platform.validate.peers import PeerError, comparison, load_peer_data, run_peer
-from mmm_platform.validate.plots import backtest_figure
 
 TABLE = "validation.backtest"
 COMPARISON = "validation.model_comparison"
@@ -79,6 +78,8 @@ def stored_refit(fold: Fold) -> StoredFit | None:
 def validation_backtest(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: BacktestRunConfig
 ) -> dg.MaterializeResult:
+    from mmm_platform.validate.plots import backtest_figure  # Matplotlib: on run only
+
     cfg = load_backtest_config(config.config_path or None)
     model_cfg = load_config(config.mmm_config_path or None)
     with duckdb.get_connection() as con:

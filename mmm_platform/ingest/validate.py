@@ -25,7 +25,7 @@ from mmm_platform.ingest.read import (
     plan_file,
     reader_sql,
 )
-from mmm_platform.rules import Rule, evaluate
+from mmm_platform.rules import Rule, UniqueKey, evaluate
 from mmm_platform.warehouse import quote
 
 #: how many offending row numbers a report names per rule
@@ -107,12 +107,20 @@ def _clean_in_group(
     one grouped scan. Empty when the scan fails: the caller then checks file by file."""
     if len(files) < 2:
         return {}
-    flags = "".join(f", ({r.sql_per_file(today, PATH_COLUMN)}) AS __r{i}" for i, r in enumerate(plan.rules))
-    counts = "".join(f", count(*) FILTER (WHERE __r{i})" for i in range(len(plan.rules)))
+    by_row = [r for r in plan.rules if not isinstance(r, UniqueKey)]
+    keys = [r for r in plan.rules if isinstance(r, UniqueKey)]
+    flags = "".join(f", ({r.sql_per_file(today, PATH_COLUMN)}) AS __r{i}" for i, r in enumerate(by_row))
+    counts = "".join(f", count(*) FILTER (WHERE __r{i})" for i in range(len(by_row)))
+    # the typed rows are materialized once: the row rules and each key's duplicates read them
+    dups = "".join(f", __d{i} AS ({r.duplicates('__typed', PATH_COLUMN)})" for i, r in enumerate(keys))
     sql = (
-        f"WITH __src AS {reader_sql(files)}, __typed AS (SELECT {PATH_COLUMN}{plan.typed_columns()} FROM __src), "
-        f"__flagged AS (SELECT *{flags} FROM __typed) "
-        f"SELECT {PATH_COLUMN}, count(*), {', '.join(_span(table, plan))}{counts} FROM __flagged GROUP BY {PATH_COLUMN}"
+        f"WITH __src AS {reader_sql(files)}, "
+        f"__typed AS MATERIALIZED (SELECT {PATH_COLUMN}{plan.typed_columns()} FROM __src), "
+        f"__flagged AS (SELECT *{flags} FROM __typed), "
+        f"__rows AS (SELECT {PATH_COLUMN}, count(*) AS __count, {', '.join(_span(table, plan))}{counts} "
+        f"FROM __flagged GROUP BY {PATH_COLUMN}){dups} "
+        f"SELECT __rows.*{''.join(f', __d{i}.__duplicates' for i in range(len(keys)))} FROM __rows"
+        + "".join(f" LEFT JOIN __d{i} USING ({PATH_COLUMN})" for i in range(len(keys)))
     )
     try:
         rows = con.execute(sql).fetchall()
