@@ -21,7 +21,7 @@ from mmm_platform.config import get_settings
 from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.mmm import VALIDATION_GROUP, fit_folder, refit_date, refit_partitions
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
-from mmm_platform.mmm.config import load_config
+from mmm_platform.mmm.config import MMMConfig, load_config
 from mmm_platform.mmm.data import DataError, load_panel
 from mmm_platform.mmm.store import StoredFit, load_fit, with_run, write_table
 from mmm_platform.report.sources import read_truth, truth_roas
@@ -59,9 +59,17 @@ class BacktestRunConfig(dg.Config):
     mmm_config_path: str = ""
 
 
-def stored_refit(fold: Fold) -> StoredFit | None:
-    folder = fit_folder(fold.refit_week)
+def stored_fit(week: str) -> StoredFit | None:
+    folder = fit_folder(week)
     return load_fit(folder) if (folder / "fit.json").is_file() else None
+
+
+def stored_refit(fold: Fold) -> StoredFit | None:
+    return stored_fit(fold.refit_week)
+
+
+def configs(config: BacktestRunConfig) -> tuple[BacktestConfig, MMMConfig]:
+    return load_backtest_config(config.config_path or None), load_config(config.mmm_config_path or None)
 
 
 @dg.asset(
@@ -80,8 +88,7 @@ def validation_backtest(
 ) -> dg.MaterializeResult:
     from mmm_platform.validate.plots import backtest_figure  # Matplotlib: on run only
 
-    cfg = load_backtest_config(config.config_path or None)
-    model_cfg = load_config(config.mmm_config_path or None)
+    cfg, model_cfg = configs(config)
     with duckdb.get_connection() as con:
         try:
             end = backtest_end(con, refit_date(context))
@@ -124,8 +131,7 @@ def validation_backtest(
 def validation_model_comparison(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: BacktestRunConfig
 ) -> dg.MaterializeResult:
-    cfg = load_backtest_config(config.config_path or None)
-    model_cfg = load_config(config.mmm_config_path or None)
+    cfg, model_cfg = configs(config)
     with duckdb.get_connection() as con:
         try:
             origin = backtest_end(con, refit_date(context))
@@ -134,7 +140,7 @@ def validation_model_comparison(
         except DataError as err:
             raise dg.Failure(str(err)) from None
     week = context.partition_key
-    refit = load_fit(fit_folder(week)) if (fit_folder(week) / "fit.json").is_file() else None
+    refit = stored_fit(week)
     mmm = f"no refit for week {week}: materialize mmm/fit for it" if refit is None else refit
     peers = {}
     for i, name in enumerate(cfg.peer_models):
