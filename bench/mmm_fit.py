@@ -4,7 +4,7 @@ sampler (nutpie), each in a fresh process; then a scale run (200 geos, 3 years, 
 For each fit it prints wall time (compile + sampling + deterministics), the sampler's own time,
 min bulk ESS, ESS per second, max R-hat, divergences and peak memory (RSS of the fit's process).
 
-    .venv/bin/python bench/mmm_fit.py                          # MMM_WAREHOUSE, both samplers
+    .venv/bin/python bench/mmm_fit.py                          # MMM_WAREHOUSE, both samplers, shipped draws
     .venv/bin/python bench/mmm_fit.py --draws 500 --tune 500
     .venv/bin/python bench/mmm_fit.py --scale-warehouse data/scale/warehouse.duckdb   # scale run too
     .venv/bin/python bench/mmm_fit.py --build-scale data/scale   # simulate + build the 200-geo warehouse
@@ -149,8 +149,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warehouse", default=os.environ.get("MMM_WAREHOUSE", "data/warehouse.duckdb"))
     ap.add_argument("--samplers", default="pymc,nutpie")
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=None, help="default: the configuration's sampler.draws")
+    ap.add_argument("--tune", type=int, default=None, help="default: the configuration's sampler.tune")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--adaptation", default="diag")
     ap.add_argument("--config", default=None, help="an MMM configuration file (default assets/models/mmm.yaml)")
@@ -162,6 +162,12 @@ def main() -> int:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--features-only", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.draws is None or args.tune is None:  # bench what ships unless told otherwise
+        from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, load_config
+
+        shipped = load_config(args.config or DEFAULT_CONFIG_PATH).sampler
+        args.draws = shipped.draws if args.draws is None else args.draws
+        args.tune = shipped.tune if args.tune is None else args.tune
 
     if args.features_only:
         build_features(args.features_only)
