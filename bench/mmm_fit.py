@@ -6,8 +6,13 @@ min bulk ESS, ESS per second, max R-hat, divergences and peak memory (RSS of the
 
     .venv/bin/python bench/mmm_fit.py                          # MMM_WAREHOUSE, both samplers, shipped draws
     .venv/bin/python bench/mmm_fit.py --draws 500 --tune 500
+    .venv/bin/python bench/mmm_fit.py --samplers nutpie --calibrated   # as the fit asset fits
     .venv/bin/python bench/mmm_fit.py --scale-warehouse data/scale/warehouse.duckdb   # scale run too
     .venv/bin/python bench/mmm_fit.py --build-scale data/scale   # simulate + build the 200-geo warehouse
+
+`--calibrated` fits as the `mmm/fit` asset does, with the causal suite's lift tests and IV weather
+priors from the warehouse (`causal.lift_tests`, `causal.weather_priors`); without it the model is
+the same but uncalibrated, which samples faster.
 
 The scale warehouse is a demo world of 200 geos x 1095 days run through the platform (`mmm-platform
 demo --geos 200 --days 1095` with MMM_WAREHOUSE / MMM_LANDING_DIR pointing at that folder).
@@ -29,7 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_fit(
-    warehouse: str, sampler: str, draws: int, tune: int, chains: int, adaptation: str, config: str | None
+    warehouse: str,
+    sampler: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    adaptation: str,
+    config: str | None,
+    calibrated: bool = False,
 ) -> dict:
     """Fit once in this process and report (called in a child process)."""
     import warnings
@@ -37,6 +49,7 @@ def one_fit(
     warnings.filterwarnings("ignore")
     import duckdb
 
+    from mmm_platform.mmm.calibration import read_calibration
     from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, load_config
     from mmm_platform.mmm.data import load_panel
     from mmm_platform.mmm.fit import diagnostics, fit_model, fitted
@@ -53,8 +66,9 @@ def one_fit(
     t0 = time.perf_counter()
     with duckdb.connect(warehouse, read_only=True) as con:
         panel = load_panel(con, cfg)
+        lift, weather = read_calibration(con, cfg, panel) if calibrated else (None, None)
     t_load = time.perf_counter() - t0
-    spec = build_mmm(panel, cfg)
+    spec = build_mmm(panel, cfg, weather_priors=weather, lift_tests=lift)
     fit = fit_model(spec, cfg.sampler)
     fv = fitted(fit, panel)
     d = diagnostics(fit, panel, fv["mean"])
@@ -64,6 +78,8 @@ def one_fit(
         "geos": len(panel.geos),
         "periods": len(panel.dates),
         "grain": panel.grain,
+        "lift_tests": 0 if lift is None else len(lift),
+        "weather_priors": len(spec.weather_priors_used),
         "draws": draws,
         "tune": tune,
         "chains": chains,
@@ -154,6 +170,7 @@ def main() -> int:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--adaptation", default="diag")
     ap.add_argument("--config", default=None, help="an MMM configuration file (default assets/models/mmm.yaml)")
+    ap.add_argument("--calibrated", action="store_true", help="with the lift tests and weather priors, as mmm/fit")
     ap.add_argument("--scale-warehouse", default=None, help="warehouse of a 200-geo x 3-year world: run the scale fit")
     ap.add_argument("--scale-draws", type=int, default=500)
     ap.add_argument("--build-scale", default=None, help="folder: simulate and build the scale warehouse there")
@@ -174,7 +191,9 @@ def main() -> int:
         return 0
     if args.child:
         sampler = args.samplers
-        res = one_fit(args.warehouse, sampler, args.draws, args.tune, args.chains, args.adaptation, args.config)
+        res = one_fit(
+            args.warehouse, sampler, args.draws, args.tune, args.chains, args.adaptation, args.config, args.calibrated
+        )
         print("RESULT " + json.dumps(res))
         return 0
     rows = []
@@ -190,6 +209,8 @@ def main() -> int:
     ]
     if args.config:
         common += ["--config", args.config]
+    if args.calibrated:
+        common += ["--calibrated"]
     for s in [s for s in args.samplers.split(",") if s]:  # --samplers "": the scale run only
         print(f"fitting with {s} ...", flush=True)
         rows.append(run_child(["--samplers", s, "--adaptation", args.adaptation, *common]))

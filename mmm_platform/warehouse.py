@@ -1,5 +1,6 @@
 """The warehouse as ingestion and the quality checks both see it: how to open it, raw.<table> per
-landing table, the ingest bookkeeping, SQL quoting and the partition window.
+landing table, the ingest bookkeeping, SQL quoting and the partition window; and the one writer
+of the output tables (the MMM's, the causal suite's, the validation's).
 
 It sits below `ingest` and `quality` so that neither imports the other. Every raw table exists from
 the first run on, empty when nothing landed, so dbt sources and the models never meet a missing
@@ -9,6 +10,7 @@ VARCHAR, and four lineage columns say where each row came from.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -17,10 +19,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from mmm_platform.contracts import Contract, Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -214,3 +220,38 @@ def table_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> lis
     except duckdb.CatalogException:
         return []
     return [r[0] for r in rows]
+
+
+def write_table(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, *, key: dict[str, object]) -> int:
+    """Replace the rows of `table` ("schema.name") matching `key` (column -> value: the refit's
+    as_of, the run_id) with the data frame `df`, in one transaction, so that results of many refits
+    or runs live side by side. A column the table lacks is added (older rows keep NULL): nothing is
+    dropped when an output gains a column."""
+    schema, name = table.split(".")
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.register("_output_rows", df)
+    try:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{name} AS SELECT * FROM _output_rows LIMIT 0")
+        have = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [schema, name],
+            ).fetchall()
+        }
+        types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _output_rows").fetchall()}
+        con.execute("BEGIN")
+        for col in df.columns:
+            if col not in have:
+                con.execute(f'ALTER TABLE {schema}.{name} ADD COLUMN "{col}" {types[col]}')
+        where = " AND ".join(f'"{k}" = ?' for k in key)
+        con.execute(f"DELETE FROM {schema}.{name} WHERE {where}", list(key.values()))
+        con.execute(f"INSERT INTO {schema}.{name} BY NAME SELECT * FROM _output_rows")
+        con.execute("COMMIT")
+    except Exception:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_output_rows")
+    return len(df)

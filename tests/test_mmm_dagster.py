@@ -139,7 +139,8 @@ def test_the_mmm_job_writes_the_output_contract(warehouse, monkeypatch, tmp_path
 def test_refits_live_side_by_side(tmp_path):
     import pandas as pd
 
-    from mmm_platform.mmm.store import with_run, write_table
+    from mmm_platform.mmm.store import with_run
+    from mmm_platform.warehouse import write_table
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     df = pd.DataFrame({"channel": ["tv", "search"], "roas": [2.0, 3.0]})

@@ -25,6 +25,7 @@ from mmm_platform.causal import did, evidence, experiments, plans, weather
 from mmm_platform.causal.config import CausalConfig
 from mmm_platform.causal.data import CausalInputs
 from mmm_platform.quality.checks import CheckOutcome
+from mmm_platform.warehouse import write_table
 
 
 @dataclass
@@ -522,30 +523,10 @@ def all_tables(result: SuiteResult, run_id: str, plan_rows: pd.DataFrame) -> dic
     }
 
 
-def write_tables(con, tables: dict[str, pd.DataFrame], schema: str = "causal") -> None:
-    """Write each frame into <schema>.<name>: the rows of its run_id are replaced, other runs' rows stay
-    (refits live side by side); a table whose columns changed is recreated."""
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+def write_tables(con, tables: dict[str, pd.DataFrame], run_id: str, schema: str = "causal") -> None:
+    """Write each frame into <schema>.<name>: the rows of this run are replaced, other runs' rows stay."""
     for name, frame in tables.items():
-        con.register("_frame", frame)
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-        ).fetchone()[0]
-        same = exists and [
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-                "ORDER BY ordinal_position",
-                [schema, name],
-            ).fetchall()
-        ] == list(frame.columns)
-        if same:
-            run_ids = frame["run_id"].dropna().unique().tolist()
-            con.execute(f"DELETE FROM {schema}.{name} WHERE run_id IN (SELECT unnest(?))", [run_ids])
-            con.execute(f"INSERT INTO {schema}.{name} BY NAME SELECT * FROM _frame")
-        else:
-            con.execute(f"CREATE OR REPLACE TABLE {schema}.{name} AS SELECT * FROM _frame")
-        con.unregister("_frame")
+        write_table(con, f"{schema}.{name}", frame, key={"run_id": run_id})
 
 
 # ---------------------------------------------------------------------------------------------------

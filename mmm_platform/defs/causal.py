@@ -100,7 +100,7 @@ def causal_suite(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
         inputs = load_inputs(con, config)
         result = suite.run(inputs, config)
         tables = suite.all_tables(result, context.run_id, inputs.plans)
-        suite.write_tables(con, tables)
+        suite.write_tables(con, tables, context.run_id)
     meta: dict[str, dict] = {name: {"dagster/row_count": len(frame)} for name, frame in tables.items()}
     for name in tables:
         meta[name]["as_of"] = str(result.as_of)

@@ -26,12 +26,13 @@ from mmm_platform.defs.checks import check_result
 from mmm_platform.defs.figures import figure_metadata, table_metadata
 from mmm_platform.defs.partitions import PARTITION_START
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
-from mmm_platform.mmm.calibration import lift_tests_for_panel, read_lift_tests, read_weather_priors
+from mmm_platform.mmm.calibration import read_calibration
 from mmm_platform.mmm.config import DEFAULT_CONFIG_PATH, MMMConfig, load_config
 from mmm_platform.mmm.convergence import convergence_check
 from mmm_platform.mmm.data import load_panel
-from mmm_platform.mmm.store import diagnostics_row, load_fit, save_fit, with_run, write_table
+from mmm_platform.mmm.store import diagnostics_row, load_fit, save_fit, with_run
 from mmm_platform.report.sources import read_truth, truth_roas
+from mmm_platform.warehouse import write_table
 
 MMM_GROUP = "mmm"
 ALLOCATOR_GROUP = "allocator"
@@ -111,9 +112,7 @@ def mmm_fit(context: dg.AssetExecutionContext, duckdb: WarehouseResource, config
     as_of = refit_date(context)
     with duckdb.get_connection() as con:  # read, then let go of the warehouse while sampling
         panel = load_panel(con, cfg, as_of)
-        lift = read_lift_tests(con, cfg, panel.as_of)
-        weather = read_weather_priors(con, cfg)
-    lift_p = lift_tests_for_panel(lift, panel)
+        lift_p, weather = read_calibration(con, cfg, panel)
     from mmm_platform.mmm import plots
     from mmm_platform.mmm.fit import diagnostics, fit_model, fitted  # PyMC: on run only
     from mmm_platform.mmm.forecast import extract_baseline

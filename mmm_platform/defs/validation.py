@@ -23,7 +23,7 @@ from mmm_platform.defs.mmm import VALIDATION_GROUP, fit_folder, refit_date, refi
 from mmm_platform.defs.resources import DUCKDB_POOL, WarehouseResource
 from mmm_platform.mmm.config import MMMConfig, load_config
 from mmm_platform.mmm.data import DataError, load_panel
-from mmm_platform.mmm.store import StoredFit, load_fit, with_run, write_table
+from mmm_platform.mmm.store import StoredFit, load_fit, with_run
 from mmm_platform.report.sources import read_truth, truth_roas
 from mmm_platform.validate.backtest import (
     BacktestConfig,
@@ -35,6 +35,7 @@ from mmm_platform.validate.backtest import (
     run_backtest,
 )
 from mmm_platform.validate.peers import PeerError, comparison, load_peer_data, run_peer
+from mmm_platform.warehouse import write_table
 
 TABLE = "validation.backtest"
 COMPARISON = "validation.model_comparison"

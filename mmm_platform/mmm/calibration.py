@@ -92,3 +92,12 @@ def lift_tests_for_panel(lift: pd.DataFrame | None, panel: Panel) -> pd.DataFram
     out["delta_x"] = np.maximum(out["delta_x"], -out["x"])
     out = out[(out["sigma"] > 0) & (out["x"] >= 0) & (out["delta_x"] != 0)]
     return out.reset_index(drop=True) if not out.empty else None
+
+
+def read_calibration(
+    con: duckdb.DuckDBPyConnection, cfg: MMMConfig, panel: Panel
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """What a fit of `panel` is calibrated with, as `build_mmm` takes it: the lift tests in the
+    panel's units and the weather priors (each None when off or absent)."""
+    lift = lift_tests_for_panel(read_lift_tests(con, cfg, panel.as_of), panel)
+    return lift, read_weather_priors(con, cfg)

@@ -4,19 +4,17 @@ The fit step saves what every downstream step needs (the panel it saw, thinned p
 numpy, the fitted values and the diagnostics) in one folder per refit date, so the ROAS, curves,
 diagnostics, allocator and backtest steps run without refitting and without the PyMC objects.
 
-Tables are written with delete + insert by `as_of` (and the extra keys given), so re-running a refit
-replaces its rows and many refits live side by side. A column the table does not have yet is added.
+Tables are written with `warehouse.write_table`, by `as_of` (and the extra keys given), so
+re-running a refit replaces its rows and many refits live side by side.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -127,38 +125,6 @@ def load_fit(folder: Path) -> StoredFit:
 
 
 # --- warehouse tables ---------------------------------------------------------------------------
-
-
-def write_table(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, *, key: dict[str, object]) -> int:
-    """Replace the rows of `table` matching `key` (column -> value, e.g. as_of) with `df`."""
-    schema, name = table.split(".")
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.register("_mmm_rows", df)
-    try:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{name} AS SELECT * FROM _mmm_rows LIMIT 0")
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                [schema, name],
-            ).fetchall()
-        }
-        types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _mmm_rows").fetchall()}
-        con.execute("BEGIN")
-        for col in df.columns:
-            if col not in have:
-                con.execute(f'ALTER TABLE {schema}.{name} ADD COLUMN "{col}" {types[col]}')
-        where = " AND ".join(f'"{k}" = ?' for k in key)
-        con.execute(f"DELETE FROM {schema}.{name} WHERE {where}", list(key.values()))
-        con.execute(f"INSERT INTO {schema}.{name} BY NAME SELECT * FROM _mmm_rows")
-        con.execute("COMMIT")
-    except Exception:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.unregister("_mmm_rows")
-    return len(df)
 
 
 def with_run(df: pd.DataFrame, run_id: str, as_of: dt.date, **extra) -> pd.DataFrame:
