@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -222,6 +223,20 @@ def table_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> lis
     return [r[0] for r in rows]
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One transaction: committed when the block ends, rolled back on any error (a crash leaves
+    nothing half written)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
 def write_table(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, *, key: dict[str, object]) -> int:
     """Replace the rows of `table` ("schema.name") matching `key` (column -> value: the refit's
     as_of, the run_id) with the data frame `df`, in one transaction, so that results of many refits
@@ -232,26 +247,15 @@ def write_table(con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, *,
     con.register("_output_rows", df)
     try:
         con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{name} AS SELECT * FROM _output_rows LIMIT 0")
-        have = {
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                [schema, name],
-            ).fetchall()
-        }
+        have = set(table_columns(con, schema, name))
         types = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM _output_rows").fetchall()}
-        con.execute("BEGIN")
-        for col in df.columns:
-            if col not in have:
-                con.execute(f'ALTER TABLE {schema}.{name} ADD COLUMN "{col}" {types[col]}')
-        where = " AND ".join(f'"{k}" = ?' for k in key)
-        con.execute(f"DELETE FROM {schema}.{name} WHERE {where}", list(key.values()))
-        con.execute(f"INSERT INTO {schema}.{name} BY NAME SELECT * FROM _output_rows")
-        con.execute("COMMIT")
-    except Exception:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
-        raise
+        with transaction(con):
+            for col in df.columns:
+                if col not in have:
+                    con.execute(f"ALTER TABLE {schema}.{name} ADD COLUMN {quote(col)} {types[col]}")
+            where = " AND ".join(f"{quote(k)} = ?" for k in key)
+            con.execute(f"DELETE FROM {schema}.{name} WHERE {where}", list(key.values()))
+            con.execute(f"INSERT INTO {schema}.{name} BY NAME SELECT * FROM _output_rows")
     finally:
         con.unregister("_output_rows")
     return len(df)

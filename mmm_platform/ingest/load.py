@@ -36,7 +36,7 @@ from mmm_platform.ingest.read import (
 )
 from mmm_platform.ingest.validate import FileReport, check_files, typed_rows
 from mmm_platform.rules import contract_rules, flagged
-from mmm_platform.warehouse import Window, ensure_warehouse, literal, quote, raw_table, table_columns
+from mmm_platform.warehouse import Window, ensure_warehouse, literal, quote, raw_table, table_columns, transaction
 
 log = logging.getLogger(__name__)
 
@@ -354,8 +354,7 @@ def _replace(
     # the transaction: a statement after a failed one would only say "transaction is aborted")
     con.execute("SET preserve_insertion_order = false")
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             existing = set(table_columns(con, "raw", table.name))
             for x in extras:
                 if x not in existing:
@@ -377,11 +376,6 @@ def _replace(
             changed = _changed(scanned)
             if changed:
                 raise LandingChanged(table.name, changed)
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            raise
     finally:
         with contextlib.suppress(duckdb.Error):
             con.execute("RESET preserve_insertion_order")
