@@ -120,3 +120,26 @@ def test_hdi_is_the_shortest_interval():
 def test_panel_dates_and_weeks():
     p = synthetic_panel(n_weeks=10)
     assert p.last_day == dt.date(2025, 3, 16) and p.spend().shape == (10, 3, 3)
+
+
+def test_with_clusters_each_clusters_term_is_the_mean_of_its_geos():
+    """The geo deviations sum to zero within each cluster (not only over all geos), so a
+    cluster's level and its geos' mean deviation are not one likelihood direction split in two."""
+    from mmm_platform.mmm.model import GroupedEffect
+
+    geos, cluster_index = [f"g{i}" for i in range(7)], np.array([0, 0, 0, 1, 1, 2, 2])
+    effect = GroupedEffect(
+        centre=np.log([1.0, 2.0]), channel_sd=np.array([0.5, 0.5]), group_sd=0.5,
+        group_index=np.array([0, 0]), groups=["brand"], channels=["tv", "search"], geos=geos,
+        cluster_index=cluster_index, clusters=["0", "1", "2"],
+    )  # fmt: skip
+    with pm.Model(coords={"geo": geos, "channel": ["tv", "search"]}):
+        effect.create_variable("m")
+        draws = pm.draw([pm.modelcontext(None)[n] for n in ("m", "m_channel_log", "m_cluster_sd", "m_cluster_raw")],
+                        draws=200, random_seed=3)  # fmt: skip
+    log_v, log_c, c_sd, k = np.log(draws[0]), draws[1], draws[2], draws[3]  # (S, G, C), (S, C), (S, C), (S, C, K)
+    cluster_level = log_c[:, None, :] + (c_sd[:, :, None] * k).transpose(0, 2, 1)  # (S, K, C)
+    for j in range(3):
+        in_j = log_v[:, cluster_index == j, :]
+        np.testing.assert_allclose(in_j.mean(axis=1), cluster_level[:, j, :], atol=1e-9)
+        assert in_j.std(axis=1).mean() > 0.05  # the geos still differ within a cluster

@@ -96,6 +96,13 @@ def _ensure_coord(name: str, values) -> None:
         model.add_coord(name, list(values))
 
 
+def _within_groups(x, index: np.ndarray):
+    """x (., n) less the mean of its group along the last axis (`index`: (n,) -> group)."""
+    onehot = (index[:, None] == np.arange(index.max() + 1)[None, :]).astype(float)  # (n, k)
+    means = pt.dot(x, onehot / onehot.sum(axis=0))  # (., k)
+    return x - means[..., index]
+
+
 @dataclass
 class GroupedEffect:
     """A positive (geo, channel) or (channel,) parameter on the log scale:
@@ -105,7 +112,8 @@ class GroupedEffect:
                                                                             pin each channel down)
         log v[g, c] = log v[c] (+ cluster_sd[c] k[cluster(g), c]) + geo_sd[c] z[g, c]
 
-    with standard-normal u, and k, z standard normal summing to zero over clusters and geos, then `v = transform(exp(log v)) * ratio`. `centre` is the prior
+    with standard-normal u, k summing to zero over the clusters and z over the geos (with clusters:
+    over the geos of each cluster), then `v = transform(exp(log v)) * ratio`. `centre` is the prior
     median per channel (`offset` = centre - the group's mean centre, so a per-channel override
     moves only that channel); the group term is what channels of one group share."""
 
@@ -164,8 +172,13 @@ class GroupedEffect:
                 c_sd = pm.LogNormal(f"{name}_cluster_sd", np.log(self.geo_sd), 0.5, dims=CHANNEL)
                 k = pm.ZeroSumNormal(f"{name}_cluster_raw", sigma=1.0, dims=(CHANNEL, CLUSTER))
                 log_v = log_v + (c_sd[:, None] * k).T[self.cluster_index]
+                # the geos' deviations sum to zero within each cluster: summing over all geos only,
+                # a cluster's term and the mean deviation of its geos would be one direction of the
+                # likelihood (a ridge only the priors bound, which the sampler crawls along)
+                z = _within_groups(pm.Normal(f"{name}_geo_raw", 0.0, 1.0, dims=(CHANNEL, GEO)), self.cluster_index)
+            else:
+                z = pm.ZeroSumNormal(f"{name}_geo_raw", sigma=1.0, dims=(CHANNEL, GEO))
             g_sd = pm.LogNormal(f"{name}_geo_sd", np.log(self.geo_sd), 0.5, dims=CHANNEL)
-            z = pm.ZeroSumNormal(f"{name}_geo_raw", sigma=1.0, dims=(CHANNEL, GEO))
             log_v = log_v + (g_sd[:, None] * z).T
         else:
             log_v = log_c
