@@ -89,6 +89,7 @@ def one_fit(
         "min_ess_bulk": round(d["min_ess_bulk"], 1),
         "ess_per_s": round(d["min_ess_bulk"] / fit.fit_seconds, 3),
         "max_rhat": round(d["max_rhat"], 4),
+        "max_rhat_variable": d.get("max_rhat_variable", ""),
         "divergences": d["divergences"],
         "mean_tree_steps": round(d["mean_tree_steps"], 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
