@@ -174,6 +174,7 @@ def main() -> int:
     ap.add_argument("--calibrated", action="store_true", help="with the lift tests and weather priors, as mmm/fit")
     ap.add_argument("--scale-warehouse", default=None, help="warehouse of a 200-geo x 3-year world: run the scale fit")
     ap.add_argument("--scale-draws", type=int, default=500)
+    ap.add_argument("--scale-tune", type=int, default=None, help="tuning steps of the scale fit (default: its draws)")
     ap.add_argument("--build-scale", default=None, help="folder: simulate and build the scale warehouse there")
     ap.add_argument("--scale-geos", type=int, default=200)
     ap.add_argument("--scale-days", type=int, default=1095)
@@ -229,7 +230,7 @@ def main() -> int:
     if scale:
         print("\n## Scale run\n", flush=True)
         res = run_child(["--samplers", "nutpie", "--adaptation", args.adaptation, "--warehouse", scale,
-                         "--draws", str(args.scale_draws), "--tune", str(args.scale_draws), "--chains", str(args.chains),
+                         "--draws", str(args.scale_draws), "--tune", str(args.scale_tune or args.scale_draws), "--chains", str(args.chains),
                          *(["--config", args.config] if args.config else [])])  # fmt: skip
         print(table([res]))
     return 0

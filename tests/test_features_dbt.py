@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -524,3 +525,17 @@ def test_new_day_rebuilds_only_its_window(warehouse: Path) -> None:
     before = snapshot()
     run_dbt(warehouse, "build", "--select", "tag:daily", "--vars", window_vars(day(21), day(21)))
     assert snapshot() == before  # idempotent
+
+
+def test_views_still_read_after_the_warehouse_file_is_renamed(warehouse: Path, tmp_path: Path) -> None:
+    # DuckDB names the catalog after the file and stores a view's SQL as written: a view that
+    # named "warehouse".raw.x broke in a copy called backup.duckdb
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CHECKPOINT")  # everything in the file, nothing left in its write-ahead log
+    copy = tmp_path / "backup.duckdb"
+    shutil.copy(warehouse, copy)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        views = con.execute("SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        assert len(views) >= 10, views
+        for schema, view in views:
+            con.execute(f'SELECT count(*) FROM "{schema}"."{view}"').fetchone()

@@ -16,7 +16,14 @@ import pytest
 from mmm_platform.mmm.config import parse_config
 from mmm_platform.mmm.data import Panel
 from mmm_platform.mmm.model import build_mmm
-from mmm_platform.mmm.results import channel_roas, contributions, extract_draws, hdi, response_curves
+from mmm_platform.mmm.results import (
+    channel_roas,
+    contributions,
+    extract_draws,
+    hdi,
+    response_curves,
+    roas_draws,
+)
 
 CHANNELS = {"tv": "brand", "radio": "brand", "search": "performance"}
 
@@ -91,11 +98,14 @@ def test_roas_mroas_and_curves_agree_with_each_other():
     roas, contrib = channel_roas(panel, draws)
     spend = panel.spend()
     nat = roas[roas.geo_id == "all"].set_index("channel")
+    by_channel = roas_draws(panel, draws)
     for ci, c in enumerate(panel.channels):
         inc = contrib[..., ci].sum(axis=(1, 2))
         assert nat.loc[c, "incremental_revenue"] == pytest.approx(inc.mean(), rel=1e-9)
         assert nat.loc[c, "roas"] == pytest.approx((inc / spend[..., ci].sum()).mean(), rel=1e-9)
         assert nat.loc[c, "roas_lower"] <= nat.loc[c, "roas"] <= nat.loc[c, "roas_upper"]
+        # the model comparison's draws are the same ROAS
+        assert by_channel[c].mean() == pytest.approx(nat.loc[c, "roas"], rel=1e-9)
     # per-geo rows add up to the national one
     per_geo = roas[roas.geo_id != "all"].groupby("channel")["incremental_revenue"].sum()
     np.testing.assert_allclose(per_geo.loc[nat.index], nat["incremental_revenue"], rtol=1e-9)

@@ -14,6 +14,8 @@ demo world's truth.
 """
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -73,6 +75,16 @@ def configs(config: BacktestRunConfig) -> tuple[BacktestConfig, MMMConfig]:
     return load_backtest_config(config.config_path or None), load_config(config.mmm_config_path or None)
 
 
+@contextmanager
+def data_errors_fail() -> Iterator[None]:
+    """Data the week cannot be scored on (no complete week, a missing mart) fails the step in the
+    core's own words, without a traceback."""
+    try:
+        yield
+    except DataError as err:
+        raise dg.Failure(str(err)) from None
+
+
 @dg.asset(
     key=["validation", "backtest"],
     deps=[dg.AssetDep(dg.AssetKey(["mmm", "fit"]), partition_mapping=refit_weeks(load_backtest_config()))],
@@ -90,11 +102,8 @@ def validation_backtest(
     from mmm_platform.validate.plots import backtest_figure  # Matplotlib: on run only
 
     cfg, model_cfg = configs(config)
-    with duckdb.get_connection() as con:
-        try:
-            end = backtest_end(con, refit_date(context))
-        except DataError as err:
-            raise dg.Failure(str(err)) from None
+    with duckdb.get_connection() as con, data_errors_fail():
+        end = backtest_end(con, refit_date(context))
         folds = make_folds(end, cfg)
         loaded = load_folds(con, model_cfg, folds, stored_refit, cfg.peers if cfg.peer_models else None)
     scores, predictions = run_backtest(loaded, cfg)
@@ -133,13 +142,10 @@ def validation_model_comparison(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, config: BacktestRunConfig
 ) -> dg.MaterializeResult:
     cfg, model_cfg = configs(config)
-    with duckdb.get_connection() as con:
-        try:
-            origin = backtest_end(con, refit_date(context))
-            panel = load_panel(con, model_cfg, origin)
-            data = load_peer_data(con, panel, model_cfg.target, origin, 0, cfg.peers)
-        except DataError as err:
-            raise dg.Failure(str(err)) from None
+    with duckdb.get_connection() as con, data_errors_fail():
+        origin = backtest_end(con, refit_date(context))
+        panel = load_panel(con, model_cfg, origin)
+        data = load_peer_data(con, panel, model_cfg.target, origin, 0, cfg.peers)
     week = context.partition_key
     refit = stored_fit(week)
     mmm = f"no refit for week {week}: materialize mmm/fit for it" if refit is None else refit

@@ -269,7 +269,7 @@ class Calibration(Strict):
 
 class Sampler(Strict):
     name: Literal["nutpie", "pymc", "numpyro"] = "nutpie"
-    draws: int = Field(2000, ge=10)  # fewer leave max R-hat inside the 1.01 bar's noise (docs/mmm.md)
+    draws: int = Field(2000, ge=10)
     tune: int = Field(1000, ge=10)
     chains: int = Field(2, ge=1, le=16)
     target_accept: float = Field(0.9, gt=0.5, lt=1)

@@ -211,6 +211,14 @@ def margin_rates(panel: Panel) -> tuple[np.ndarray, float]:
     return per_geo, float(np.nansum(m) / np.nansum(y))
 
 
+def roas_draws(panel: Panel, draws: Draws) -> dict[str, np.ndarray]:
+    """channel -> draws of its ROAS over the window and all geos: what switching it off loses,
+    over its spend (the 'all' rows of channel_roas and the model comparison's MMM rows)."""
+    cube = panel.spend()
+    spend, inc = cube.sum(axis=(0, 1)), contributions(cube, draws).sum(axis=(1, 2))  # (C,), (S, C)
+    return {c: inc[:, i] / spend[i] for i, c in enumerate(panel.channels) if spend[i] > 0}
+
+
 def channel_roas(panel: Panel, draws: Draws, *, hdi_prob: float = 0.9) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per channel and geo, and per channel for 'all': spend, incremental revenue and
     margin, ROAS (posterior mean and HDI), mROAS; plus the (S, T, G, C) contribution array."""

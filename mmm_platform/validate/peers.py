@@ -38,7 +38,7 @@ from pydantic import Field, model_validator
 from mmm_platform.config import PROJECT_ROOT
 from mmm_platform.mmm.config import Control, Strict
 from mmm_platform.mmm.data import GEO_DAY, MEDIA, DataError, Panel
-from mmm_platform.mmm.results import contributions, hdi
+from mmm_platform.mmm.results import hdi, roas_draws
 from mmm_platform.mmm.store import StoredFit
 
 #: the peer backends, by the model name their rows carry
@@ -309,13 +309,6 @@ def _rows(
     return rows
 
 
-def mmm_roas(st: StoredFit) -> dict[str, np.ndarray]:
-    """channel -> ROAS draws of the stored refit over its window (all geos)."""
-    cube = st.panel.spend()
-    spend, inc = cube.sum(axis=(0, 1)), contributions(cube, st.draws).sum(axis=(1, 2))  # (C,), (S, C)
-    return {c: inc[:, i] / spend[i] for i, c in enumerate(st.panel.channels) if spend[i] > 0}
-
-
 def comparison(
     origin: dt.date,
     refit: StoredFit | str,
@@ -334,7 +327,7 @@ def comparison(
         p = refit.panel
         spend = dict(zip(p.channels, p.spend().sum(axis=(0, 1)).tolist(), strict=True))
         days = (p.last_day - p.first_day).days + 1
-        draws = mmm_roas(refit)
+        draws = roas_draws(p, refit.draws)
         rows += _rows("mmm", days, spend, draws, {c: float(r.mean()) for c, r in draws.items()}, prob)
     for name, result in peers.items():
         if isinstance(result, str):
