@@ -315,12 +315,24 @@ def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
         aim("UI / CLI (raw/geo)", ui_seconds / cli_geo["seconds"], "<= 2", ui_seconds <= 2 * cli_geo["seconds"])
 
 
+def cpu_reference() -> float:
+    """Seconds for 10^7 additions in a Python loop: most of the platform's fixed cost is Python
+    (imports, Dagster's bookkeeping), so this is the yardstick for comparing runs across machines
+    (2.0 s on the host of 2026-12-03, whose figures were 2.3x those of the day before's host)."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--geos", type=int, nargs="+", default=[24, 200])
     ap.add_argument("--days", type=int, default=730)
     ap.add_argument("--ui", action="store_true", help="also time a UI launch (default world only)")
     a = ap.parse_args()
+    print(f"cpu reference: 10^7 Python additions in {cpu_reference():.2f} s")
     for geos in a.geos:
         workdir = Path(tempfile.mkdtemp(prefix=f"bench-platform-{geos}-"))
         try:
