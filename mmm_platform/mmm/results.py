@@ -213,7 +213,7 @@ def margin_rates(panel: Panel) -> tuple[np.ndarray, float]:
 
 def roas_draws(panel: Panel, draws: Draws) -> dict[str, np.ndarray]:
     """channel -> draws of its ROAS over the window and all geos: what switching it off loses,
-    over its spend (the 'all' rows of channel_roas and the model comparison's MMM rows)."""
+    over its spend. The model comparison's MMM rows; their mean is channel_roas's 'all' row (tested)."""
     cube = panel.spend()
     spend, inc = cube.sum(axis=(0, 1)), contributions(cube, draws).sum(axis=(1, 2))  # (C,), (S, C)
     return {c: inc[:, i] / spend[i] for i, c in enumerate(panel.channels) if spend[i] > 0}
