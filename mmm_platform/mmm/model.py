@@ -110,12 +110,13 @@ class GroupedEffect:
         group[k]    = centre_group + group_sd * u[k]                       (non-centred)
         log v[c]    ~ Normal(group[group(c)] + offset[c], channel_sd[c])   (centred: the data
                                                                             pin each channel down)
-        log v[g, c] = log v[c] (+ cluster_sd[c] k[cluster(g), c]) + geo_sd[c] z[g, c]
+        log v[g, c] = log v[c] (+ k[cluster(g), c]) + geo_sd[c] z[g, c]
 
-    with standard-normal u, k summing to zero over the clusters and z over the geos (with clusters:
-    over the geos of each cluster), then `v = transform(exp(log v)) * ratio`. `centre` is the prior
-    median per channel (`offset` = centre - the group's mean centre, so a per-channel override
-    moves only that channel); the group term is what channels of one group share."""
+    with standard-normal u, k normal with scale cluster_sd[c] (centred) and summing to zero over
+    the clusters, and z summing to zero over the geos (with clusters: over the geos of each
+    cluster), then `v = transform(exp(log v)) * ratio`. `centre` is the prior median per channel
+    (`offset` = centre - the group's mean centre, so a per-channel override moves only that
+    channel); the group term is what channels of one group share."""
 
     centre: np.ndarray  # (channel,) log prior median
     channel_sd: np.ndarray  # (channel,)
@@ -170,8 +171,10 @@ class GroupedEffect:
             if self.cluster_index is not None:
                 _ensure_coord(CLUSTER, self.clusters)
                 c_sd = pm.LogNormal(f"{name}_cluster_sd", np.log(self.geo_sd), 0.5, dims=CHANNEL)
-                k = pm.ZeroSumNormal(f"{name}_cluster_raw", sigma=1.0, dims=(CHANNEL, CLUSTER))
-                log_v = log_v + (c_sd[:, None] * k).T[self.cluster_index]
+                # centred: each cluster holds tens of geos, so the data pin its term down, and a
+                # non-centred term (scale x raw) would be a funnel along which NUTS crawls
+                k = pm.ZeroSumNormal(f"{name}_cluster", sigma=c_sd[:, None], dims=(CHANNEL, CLUSTER))
+                log_v = log_v + k.T[self.cluster_index]
                 # the geos' deviations sum to zero within each cluster: summing over all geos only,
                 # a cluster's term and the mean deviation of its geos would be one direction of the
                 # likelihood (a ridge only the priors bound, which the sampler crawls along)
