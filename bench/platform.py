@@ -318,8 +318,7 @@ def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
 def cpu_reference() -> float:
     """Seconds for 10^7 additions in a Python loop: most of the platform's fixed cost is Python
     (imports, Dagster's bookkeeping), so this is the yardstick for comparing runs across machines
-    (0.99 s in the platform's Python on the host of 2026-12-03, where every figure here was about
-    twice the day before's)."""
+    (docs/architecture.md gives it beside each host's figures)."""
     t0 = time.perf_counter()
     total = 0
     for i in range(10_000_000):

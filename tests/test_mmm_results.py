@@ -145,10 +145,12 @@ def test_with_clusters_each_clusters_term_is_the_mean_of_its_geos():
     )  # fmt: skip
     with pm.Model(coords={"geo": geos, "channel": ["tv", "search"]}):
         effect.create_variable("m")
-        draws = pm.draw([pm.modelcontext(None)[n] for n in ("m", "m_channel_log", "m_cluster")],
+        draws = pm.draw([pm.modelcontext(None)[n] for n in ("m", "m_channel_log", "m_cluster_sd", "m_cluster")],
                         draws=200, random_seed=3)  # fmt: skip
-    log_v, log_c, k = np.log(draws[0]), draws[1], draws[2]  # (S, G, C), (S, C), (S, C, K)
+    log_v, log_c, c_sd, k = np.log(draws[0]), draws[1], draws[2], draws[3]  # (S, G, C), (S, C), (S, C), (S, C, K)
     cluster_level = log_c[:, None, :] + k.transpose(0, 2, 1)  # (S, K, C)
+    # the centred cluster terms keep the prior: standard zero-sum normal once divided by their scale
+    assert (k / c_sd[:, :, None]).std() == pytest.approx(np.sqrt(2 / 3), rel=0.1)
     for j in range(3):
         in_j = log_v[:, cluster_index == j, :]
         np.testing.assert_allclose(in_j.mean(axis=1), cluster_level[:, j, :], atol=1e-9)
