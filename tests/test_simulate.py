@@ -4,6 +4,7 @@ oracle, experiment readouts, leaks) are in test_world_honesty.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -18,8 +19,10 @@ from mmm_platform.simulate import World, WorldConfig, simulate, write_landing
 from mmm_platform.simulate.context import calendar_changes
 from mmm_platform.simulate.frames import schema
 from mmm_platform.simulate.geography import ZONES, build_geography
+from mmm_platform.simulate.media import CAMPAIGNS
 from mmm_platform.simulate.timeline import build_timeline
 from mmm_platform.simulate.weather import SHOCK_CALENDAR_MARGIN, simulate_weather
+from mmm_platform.simulate.world import build_model
 
 #: worlds in tests start on a fixed day, so they do not change with the date the suite runs on
 FIRST_DAY = dt.date(2024, 1, 1)
@@ -137,9 +140,35 @@ def test_by_default_the_world_ends_yesterday() -> None:
 
 
 def test_impossible_worlds_are_refused() -> None:
-    for bad in ({"n_geos": 2}, {"n_days": 30}, {"n_skus": 4}, {"max_lead": 0}, {"max_lead": 15}):
+    for bad in (
+        {"n_geos": 2},
+        {"n_days": 30},
+        {"n_skus": 4},
+        {"max_lead": 0},
+        {"max_lead": 15},
+        {"bid_reaction": -1.0},
+    ):
         with pytest.raises(ValueError):
             WorldConfig(**bad)
+
+
+def test_bids_follow_the_day_ahead_forecast_as_hard_as_configured() -> None:
+    """`bid_reaction` scales every campaign's reaction to the lead-1 forecast: at 0 delivery is the
+    plan, and a campaign with a mild reaction (prospecting social) moves with the forecast in proportion,
+    up to the bids' cap of e^0.5."""
+    j = [c.campaign_id for c in CAMPAIGNS].index("social_prospecting")
+    spread = {}
+    for k in (0.0, 1.0, 4.0):
+        model = build_model(dataclasses.replace(SMALL, bid_reaction=k))
+        media = model.media
+        plan = (media.planned * media.pacing * ~media.frozen)[..., j]
+        live = plan > 0
+        log_ratio = np.log(media.delivered(model.weather.drivers())[..., j][live] / plan[live])
+        spread[k] = log_ratio.std()
+        assert np.abs(log_ratio).max() <= 0.5
+    assert spread[0.0] == 0.0
+    # the cap bends the strongest bids, so four times the reaction spreads spend by a little less
+    assert 2.5 * spread[1.0] < spread[4.0] < 4.0 * spread[1.0]
 
 
 def _panel(

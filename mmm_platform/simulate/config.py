@@ -26,6 +26,10 @@ class WorldConfig:
     n_skus: int = 20
     #: forecasts are issued at leads 0..max_lead
     max_lead: int = 7
+    #: how strongly the bids follow the day-ahead forecast, as a multiple of each campaign's reaction:
+    #: 1 is the demo retailer; a retailer with weather-triggered campaigns bids several times harder,
+    #: which makes the weather a strong confounder of media (tests/test_mmm_recovery.py uses 4)
+    bid_reaction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n_geos < 3:
@@ -36,6 +40,8 @@ class WorldConfig:
             raise ValueError("n_skus must be >= 5 (one sku per category at least)")
         if not 1 <= self.max_lead <= MAX_FORECAST_LEAD_DAYS:
             raise ValueError(f"max_lead must be in 1..{MAX_FORECAST_LEAD_DAYS} (lead 1 is the instrument)")
+        if self.bid_reaction < 0:
+            raise ValueError("bid_reaction must be >= 0 (0: bids ignore the forecast)")
         if self.start is None:  # frozen: the one place the default start is resolved
             object.__setattr__(self, "start", dt.date.today() - dt.timedelta(days=self.n_days))
 

@@ -298,13 +298,15 @@ class MediaPlan:
     half_saturation: np.ndarray
     effect: np.ndarray
     noise: dict[str, np.ndarray]
+    #: WorldConfig.bid_reaction: the multiple of each campaign's reaction to the forecast
+    bid_reaction: float
 
     def delivered(self, weather: WeatherDrivers) -> np.ndarray:
         """(G, T, J) spend as delivered without experiments: plan x pacing x bid reaction to the lead-1
         forecast."""
         temp_r = np.array([c.temp_reaction for c in CAMPAIGNS])
         precip_r = np.array([c.precip_reaction for c in CAMPAIGNS])
-        signal = (
+        signal = self.bid_reaction * (
             temp_r * weather.temp_forecast_anomaly_day_ahead[..., None]
             + precip_r * weather.precip_forecast_anomaly_day_ahead[..., None]
         )
@@ -506,6 +508,7 @@ def build_media_plan(config: WorldConfig, timeline: Timeline, geo: Geography) ->
         half_saturation=half_saturation,
         effect=first + (last - first) * ramp,
         noise=noise,
+        bid_reaction=config.bid_reaction,
     )
 
 
