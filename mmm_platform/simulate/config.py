@@ -14,7 +14,8 @@ from mmm_platform.contracts import MAX_FORECAST_LEAD_DAYS
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """Size and seed of a world; everything else is fixed, so the same config gives the same world."""
+    """Size, seed and bid reaction of a world; everything else is fixed, so the same config gives the
+    same world."""
 
     seed: int = 7
     #: >= 3 climate zones always, >= 3 geos per zone when n_geos >= 9

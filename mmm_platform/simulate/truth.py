@@ -288,6 +288,7 @@ def build_truth(model: DemandModel, actual: Outcome, media_spend: pl.DataFrame) 
                 "n_days": config.n_days,
                 "n_skus": config.n_skus,
                 "max_lead": config.max_lead,
+                "bid_reaction": config.bid_reaction,
             },
             "seed": config.seed,
             "end": config.end.isoformat(),
