@@ -38,3 +38,15 @@ def test_simulated_world_ingests_exactly(monkeypatch, tmp_path):
     assert revenue == pytest.approx(world.tables["sales"]["revenue"].sum(), rel=1e-12)
     assert con.execute("SELECT count(*) FROM ingest.landing_files WHERE status = 'refused'").fetchone()[0] == 0
     assert os.path.exists(landing / "truth.json")
+
+
+def test_simulate_takes_the_bid_reaction_and_refuses_an_impossible_world(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MMM_LANDING_DIR", str(tmp_path / "landing"))
+    assert main(["simulate", "--geos", "3", "--days", "60", "--bid-reaction", "4"]) == 0
+    truth = json.loads((tmp_path / "landing" / "truth.json").read_text())
+    assert truth["meta"]["config"]["bid_reaction"] == 4.0
+    assert (
+        main(["simulate", "--geos", "3", "--days", "60", "--bid-reaction", "-1", "--landing", str(tmp_path / "x")]) == 2
+    )
+    assert "bid_reaction must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # nothing written

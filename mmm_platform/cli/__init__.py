@@ -38,7 +38,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from mmm_platform.simulate import WorldConfig, simulate, write_landing
 
     landing = args.landing or get_settings().landing_dir
-    config = WorldConfig(seed=args.seed, n_geos=args.geos, n_days=args.days, start=args.first_day)
+    try:
+        config = WorldConfig(
+            seed=args.seed, n_geos=args.geos, n_days=args.days, start=args.first_day, bid_reaction=args.bid_reaction
+        )
+    except ValueError as exc:  # a world the design cannot hold: say which knob, no traceback
+        raise UsageError(f"simulate: {exc}") from exc
     t0 = time.perf_counter()
     world = simulate(config)
     rows = sum(t.height for t in world.tables.values())
@@ -89,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
             type=_date,
             default=None,
             help="first simulated day (default: the world ends yesterday)",
+        )
+        sp.add_argument(
+            "--bid-reaction",
+            dest="bid_reaction",
+            type=float,
+            default=1.0,
+            help="how hard bids follow the day-ahead forecast, x the demo retailer's (default 1; 4: weather-triggered)",
         )
         sp.add_argument("--format", choices=["parquet", "csv", "mixed"], default="mixed")
         sp.add_argument("--landing", type=Path, default=None, help="landing root (default MMM_LANDING_DIR)")
