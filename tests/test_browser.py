@@ -235,7 +235,10 @@ def test_ui_shows_graph_checks_evidence_and_charts_and_materializes_like_the_cli
                 headless=True,
                 viewport={"width": 1600, "height": 1000},
             )
-            browser.set_default_timeout(60_000)  # two shared cores: a page can take seconds
+            # two shared cores: a page can take seconds, and the asset graph's check counts load
+            # after its nodes (a CI run missed them by Playwright's default 5 s for assertions)
+            browser.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)
             browser.add_init_script(NO_COMMUNITY_DIALOG)
             page = browser.new_page()
             try:
