@@ -17,6 +17,10 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # before any test module imports the Dagster definitions: their partitions start here, not where
 # whatever landing zone the working directory holds starts
 os.environ["MMM_PARTITION_START"] = "2020-01-01"
+# parallel workers (pytest-xdist, `-n`): dbt's artifacts (manifest, partial-parse state, run results)
+# in a target folder per worker, so no two dbt runs write one folder at once
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["DBT_TARGET_PATH"] = f"target/pytest-{worker}"
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(4)]
 GEOS = ["g01", "g02"]

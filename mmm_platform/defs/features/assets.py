@@ -75,7 +75,7 @@ def dbt_environment(window: dg.TimeWindow | None) -> Iterator[None]:
 
 #: one target folder for every invocation (dagster-dbt's default is a new one per run), so dbt's
 #: partial-parse state survives from one run to the next; runs of the pool never overlap
-TARGET = dbt_project.project_dir / "target"
+TARGET = dbt_project.project_dir / dbt_project.target_path
 
 
 class DbtResource(DbtCliResource):

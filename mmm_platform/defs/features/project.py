@@ -24,7 +24,11 @@ _interpreter_bin = Path(sys.executable).parent
 if shutil.which("dbt") is None and (_interpreter_bin / "dbt").exists():
     os.environ["PATH"] = f"{_interpreter_bin}{os.pathsep}{os.environ.get('PATH', '')}"
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+#: dbt's own DBT_TARGET_PATH (relative to the project, or absolute) moves the manifest and every
+#: run's artifacts with it; the test suite gives each of its parallel workers one (tests/conftest.py)
+dbt_project = DbtProject(
+    project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=os.environ.get("DBT_TARGET_PATH", "target")
+)
 dbt_project.prepare_if_dev()
 
 #: what the manifest is parsed from
