@@ -37,8 +37,10 @@ run: setup                                 ## run everything on what is new in t
 ingest: setup                              ## load what is new in the landing zone, with the data-quality checks
 	$(BIN)/mmm-platform ingest
 
+# two workers (pytest-xdist), each test file whole on one of them: a file's module fixtures (a
+# fitted world, a running webserver) are built once, and each worker has its own dbt target folder
 test: setup                                ## the test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
