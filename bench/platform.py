@@ -11,9 +11,10 @@ For each world (default: the demo world, 24 geos, and 200 geos; two years each),
    mart and the causal suite (the MMM fit has its own bench, bench/mmm_fit.py);
 5. a new weather day (a file with the day after the world's last, observed and forecast) and
    `mmm-platform run` again: through to updated features;
-6. with --ui (default world only): `dagster dev` on the instance of step 4, a materialization of
-   raw/geo launched the way the UI launches it (GraphQL launchRun), timed from launch to success,
-   beside `mmm-platform ingest --full --tables geo` for the same work.
+6. with --ui (default world only): `dagster dev` on the instance of step 4 and, once it is ready
+   (code location loaded, daemons heartbeating), two materializations of raw/geo launched one
+   after the other the way the UI launches them (GraphQL launchRun), each timed from launch to
+   success, beside `mmm-platform ingest --full --tables geo` for the same work.
 Each step prints wall time, rows/s (rows written / wall), events recorded in the instance, peak RSS
 and, for the CLI ingest, the ratio plain / platform; then each aim of issue 6 beside its measured
 number, with the machine's load average (other work on the machine slows every figure): ratio >= 0.3
@@ -138,8 +139,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ui_launch(env: dict[str, str], home: Path) -> float:
-    """`dagster dev` on `home`; launch raw/geo as the UI does (GraphQL), seconds to success."""
+#: the UI is ready for a launch: the code location loaded and every daemon (the run queue's among
+#: them) heartbeating
+READY_QUERY = """{
+  workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } }
+  instance { daemonHealth { allDaemonStatuses { daemonType healthy } } }
+}"""
+
+
+def _ui_ready(client) -> bool:
+    try:
+        answer = client._execute(READY_QUERY)
+    except Exception:
+        return False
+    locations = answer["workspaceOrError"].get("locationEntries") or []
+    daemons = answer["instance"]["daemonHealth"]["allDaemonStatuses"]
+    return (
+        bool(locations)
+        and all(loc["loadStatus"] == "LOADED" for loc in locations)
+        and all(d["healthy"] for d in daemons)
+    )
+
+
+def ui_launch(env: dict[str, str], home: Path, launches: int = 2) -> list[float]:
+    """`dagster dev` on `home`; once it is ready (its code location loaded, its daemons
+    heartbeating: the UI a data engineer has open), launch raw/geo as the UI does (GraphQL), one
+    launch after another; seconds from launch to success of each. The first launch still shares
+    the 2 cores with the UI's own start-up work; the later ones are the steady state."""
     import dagster as dg
     from dagster_graphql import DagsterGraphQLClient
 
@@ -152,27 +178,24 @@ def ui_launch(env: dict[str, str], home: Path) -> float:
     try:
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         deadline = time.time() + 180
-        while True:
-            try:
-                client._execute("{ version }")
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise SystemExit("dagster dev did not answer in 180 s") from None
-                time.sleep(1)
-        t0 = time.perf_counter()
-        run_id = client.submit_job_execution(
-            "__ASSET_JOB", repository_location_name="mmm_platform", asset_selection=[["raw", "geo"]]
-        )
+        while not _ui_ready(client):
+            if time.time() > deadline:
+                raise SystemExit("dagster dev was not ready in 180 s")
+            time.sleep(1)
         os.environ["DAGSTER_HOME"] = str(home)
         instance = dg.DagsterInstance.get()
-        while True:
-            run = instance.get_run_by_id(run_id)
-            if run is not None and run.is_finished:
-                if run.status != dg.DagsterRunStatus.SUCCESS:
-                    raise SystemExit(f"UI run {run_id} ended {run.status}")
-                return time.perf_counter() - t0
-            time.sleep(0.25)
+        seconds = []
+        for _ in range(launches):
+            t0 = time.perf_counter()
+            run_id = client.submit_job_execution(
+                "__ASSET_JOB", repository_location_name="mmm_platform", asset_selection=[["raw", "geo"]]
+            )
+            while (run := instance.get_run_by_id(run_id)) is None or not run.is_finished:
+                time.sleep(0.25)
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                raise SystemExit(f"UI run {run_id} ended {run.status}")
+            seconds.append(time.perf_counter() - t0)
+        return seconds
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         dev.wait(timeout=60)
@@ -309,10 +332,15 @@ def bench_world(geos: int, days: int, workdir: Path, ui: bool) -> None:
     contract_rules_sql_vs_gx(warehouse)
     if ui:
         cli_geo = cli(["ingest", "--full", "--tables", "geo"], env)
-        ui_seconds = ui_launch(env, home)
+        first, *later = ui_launch(env, home)
         row("raw/geo via the CLI", cli_geo, None, None)
-        print(f"  {'raw/geo launched from the UI':<34}{ui_seconds:>8.1f}")
-        aim("UI / CLI (raw/geo)", ui_seconds / cli_geo["seconds"], "<= 2", ui_seconds <= 2 * cli_geo["seconds"])
+        print(f"  {'raw/geo launched from the UI':<34}{first:>8.1f}  first launch once the UI is ready")
+        for seconds in later:
+            print(f"  {'  and again':<34}{seconds:>8.1f}")
+        steady = later[-1] if later else first
+        aim(
+            "UI / CLI (raw/geo, the last launch)", steady / cli_geo["seconds"], "<= 2", steady <= 2 * cli_geo["seconds"]
+        )
 
 
 def cpu_reference() -> float:

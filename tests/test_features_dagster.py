@@ -182,3 +182,45 @@ def test_a_weather_run_builds_only_the_marts_downstream_of_weather(warehouse: Pa
     # the climate clusters read the climatology; the neighbour weights only the geos
     assert dg.AssetKey(["features", "geo_cluster"]) in selection
     assert dg.AssetKey(["features", "geo_neighbors"]) not in selection
+
+
+def test_dbt_runs_in_the_steps_process_and_frees_the_warehouse_after(warehouse: Path) -> None:
+    import inspect
+    import subprocess
+    import sys
+
+    import dagster_dbt.core.resource
+    from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+
+    from mmm_platform.defs.features.in_process import InProcessInvocation
+
+    # the hook: dagster-dbt's resource names the invocation class, whose `run` takes these arguments
+    assert dagster_dbt.core.resource.DbtCliInvocation is DbtCliInvocation
+    assert inspect.signature(InProcessInvocation.run).parameters.keys() == (
+        inspect.signature(DbtCliInvocation.run).parameters.keys()
+    )
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError("dbt was started as a subprocess")
+
+    month = (START + dt.timedelta(days=DAYS - 1)).replace(day=1).isoformat()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess, "Popen", no_subprocess)
+        result = dg.materialize(
+            [dbt_features()],
+            selection=[dg.AssetKey(["staging", "stg_geo"])],
+            partition_key=month,
+            resources=resources(warehouse),
+        )
+    assert result.success
+    assert {c.check_name for c in result.get_asset_check_evaluations() if c.passed} >= {"not_null_stg_geo_geo_id"}
+    # dbt's DuckDB connection is closed: another process can take the file's write lock
+    probe = f"import duckdb; duckdb.connect({str(warehouse)!r}).execute('SELECT 1')"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).returncode == 0
+
+
+def test_a_failed_dbt_command_fails_with_dbts_own_error() -> None:
+    invocation = DbtResource(project_dir=dbt_project).cli(["bulid"], raise_on_error=False)
+    assert not invocation.is_successful()
+    assert invocation.process.returncode == 2  # as `dbt bulid` exits
+    assert "No such command 'bulid'" in str(invocation.get_error())

@@ -92,7 +92,7 @@ def build_raw_asset(table: Table) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         window = asset_window(context, table)
         if load_suite(table.name).expectations:
-            prefetch()  # Great Expectations imports while the files load
+            prefetch()  # GX's worker imports while the files load (the CLI started it already)
         with duckdb.get_connection() as con:
             result = ingest_table(
                 con,

@@ -15,10 +15,11 @@ from functools import cache, cached_property
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, dbt_assets
 from packaging import version
 
 from mmm_platform.config import get_settings
+from mmm_platform.defs.features.in_process import invocations_in_process
 from mmm_platform.defs.features.project import dbt_project, ensure_manifest
 from mmm_platform.defs.figures import table_metadata
 from mmm_platform.defs.partitions import monthly_partitions
@@ -58,8 +59,8 @@ def window_env(window: dg.TimeWindow | None) -> dict[str, str]:
 
 @contextmanager
 def dbt_environment(window: dg.TimeWindow | None) -> Iterator[None]:
-    """dbt runs as a subprocess of this one and inherits its environment: the warehouse Python
-    opens (absolute) and the window, for the length of one invocation."""
+    """dbt reads this process's environment (dagster-dbt copies it into the invocation's): the
+    warehouse Python opens (absolute) and the window, for the length of one invocation."""
     updates = {"MMM_WAREHOUSE": str(get_settings().warehouse)} | window_env(window)
     saved = {k: os.environ.get(k) for k in updates}
     os.environ.update(updates)
@@ -95,6 +96,11 @@ class DbtResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:
         return None
+
+    def cli(self, args: Sequence[str], **kwargs: Any) -> DbtCliInvocation:
+        """dbt in this process (defs/features/in_process.py): about 2.5 s less per dbt step."""
+        with invocations_in_process():
+            return super().cli(args, **kwargs)
 
 
 @cache
