@@ -7,7 +7,6 @@
 - Python assets for what dbt does not do well: climate clusters and spatial neighbour weights.
 """
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,7 +18,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliInvocation, DbtCliResource, 
 from packaging import version
 
 from mmm_platform.config import get_settings
-from mmm_platform.defs.features.in_process import invocations_in_process
+from mmm_platform.defs.features.in_process import environment, invocations_in_process
 from mmm_platform.defs.features.project import dbt_project, ensure_manifest
 from mmm_platform.defs.figures import table_metadata
 from mmm_platform.defs.partitions import monthly_partitions
@@ -61,17 +60,8 @@ def window_env(window: dg.TimeWindow | None) -> dict[str, str]:
 def dbt_environment(window: dg.TimeWindow | None) -> Iterator[None]:
     """dbt reads this process's environment (dagster-dbt copies it into the invocation's): the
     warehouse Python opens (absolute) and the window, for the length of one invocation."""
-    updates = {"MMM_WAREHOUSE": str(get_settings().warehouse)} | window_env(window)
-    saved = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    try:
+    with environment({"MMM_WAREHOUSE": str(get_settings().warehouse)} | window_env(window)):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key)
-            else:
-                os.environ[key] = value
 
 
 #: one target folder for every invocation (dagster-dbt's default is a new one per run), so dbt's

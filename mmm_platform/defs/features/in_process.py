@@ -36,9 +36,9 @@ _one_at_a_time = threading.Lock()
 
 @contextlib.contextmanager
 def environment(env: Mapping[str, str]) -> Iterator[None]:
-    """`env` (this process's environment with dagster-dbt's additions) applied to os.environ for
-    one invocation, since dbt reads its flags and the profile's env_var() from there; only the
-    keys that differ are set, and restored afterwards (other threads keep reading the rest)."""
+    """`env` (variables, or a whole environment such as dagster-dbt's for an invocation) applied
+    to os.environ for a while, since dbt reads its flags and the profile's env_var() from there;
+    only the keys that differ are set, and restored afterwards (other threads keep the rest)."""
     changed = {k: v for k, v in env.items() if os.environ.get(k) != v}
     saved = {k: os.environ.get(k) for k in changed}
     os.environ.update(changed)
