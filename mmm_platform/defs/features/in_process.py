@@ -32,6 +32,8 @@ _LEVELS = {"info", "warn", "error"}
 
 #: one invocation at a time in a process: dbt's flags and adapters are process-wide
 _one_at_a_time = threading.Lock()
+#: one swap of dagster-dbt's invocation class at a time (invocations_in_process)
+_one_at_a_time_cli = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -92,9 +94,6 @@ class DbtThread:
 
     def wait(self, timeout: float | None = None) -> int | None:
         self._thread.join(timeout)
-        return self.returncode
-
-    def poll(self) -> int | None:
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -170,6 +169,3 @@ def invocations_in_process() -> Iterator[None]:
             yield
         finally:
             dagster_dbt_resource.DbtCliInvocation = saved
-
-
-_one_at_a_time_cli = threading.Lock()
